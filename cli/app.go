@@ -1,0 +1,246 @@
+// Package cli is roost's command line: Docker's command tree and flags. It is
+// the only package that imports urfave/cli and the only one that writes to the
+// terminal. Each Action checks its arguments, builds one options value and
+// calls one library function.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/roost-containers/roost/config"
+	"github.com/roost-containers/roost/layers"
+	"github.com/urfave/cli/v2"
+)
+
+// Version is roost's version, set at build time with -ldflags "-X".
+var Version = "0.1.0-dev"
+
+// Exit codes as Docker's.
+const (
+	ExitRoost = 125 // roost itself failed
+)
+
+// Run runs roost with args (args[0] is the program name) and returns the exit code.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := New(stdin, stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		if msg := ec.Error(); msg != "" {
+			fmt.Fprintln(stderr, "roost: "+msg)
+		}
+		return ec.ExitCode()
+	}
+	fmt.Fprintln(stderr, "roost: "+oneLine(err))
+	return ExitRoost
+}
+
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+// New builds the roost application.
+func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:                   "roost",
+		Usage:                  "run OCI and Docker images as an unprivileged user: no daemon, no root",
+		Version:                Version,
+		Reader:                 stdin,
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		UseShortOptionHandling: true,
+		EnableBashCompletion:   true,
+		HideHelpCommand:        true,
+		ExitErrHandler:         func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "configuration file", EnvVars: []string{"ROOST_CONFIG"}},
+			&cli.StringFlag{Name: "root", Usage: "storage root (overrides the config's root)", EnvVars: []string{"ROOST_ROOT"}},
+		},
+		Before: loadConfig,
+		Commands: []*cli.Command{
+			buildCommand(),
+			planned("commit", "Create a new image from a container's changes", "the runtime issue"),
+			planned("cp", "Copy files between a container and the host", "the runtime issue"),
+			createCommand(),
+			planned("diff", "Show changes to a container's filesystem", "the runtime issue"),
+			planned("exec", "Run a command in a running container", "the exec issue"),
+			planned("export", "Export a container's filesystem as a tar archive", "the runtime issue"),
+			historyCommand(),
+			imagesCommand("images"),
+			importCommand(),
+			infoCommand(),
+			inspectCommand(),
+			planned("kill", "Kill one or more running containers", "the runtime issue"),
+			loadCommand(),
+			planned("login", "Log in to a registry", "the registry issue"),
+			planned("logout", "Log out from a registry", "the registry issue"),
+			planned("logs", "Fetch the logs of a container", "the runtime issue"),
+			planned("pause", "Pause all processes within containers", "the exec issue"),
+			planned("port", "List port mappings of a container", "the networking issue"),
+			planned("ps", "List containers", "the runtime issue"),
+			pullCommand(),
+			planned("push", "Push an image to a registry", "the registry issue"),
+			planned("rename", "Rename a container", "the runtime issue"),
+			planned("restart", "Restart one or more containers", "the exec issue"),
+			planned("rm", "Remove one or more containers", "the runtime issue"),
+			rmiCommand("rmi"),
+			runCommand(),
+			saveCommand(),
+			planned("start", "Start one or more stopped containers", "the runtime issue"),
+			planned("stats", "Display a live stream of container resource usage", "the exec issue"),
+			planned("stop", "Stop one or more running containers", "the runtime issue"),
+			tagCommand(),
+			planned("top", "Display the running processes of a container", "the exec issue"),
+			planned("unpause", "Unpause all processes within containers", "the exec issue"),
+			planned("wait", "Block until containers stop, then print their exit codes", "the runtime issue"),
+			versionCommand(),
+			{
+				Name:  "image",
+				Usage: "Manage images",
+				Subcommands: []*cli.Command{
+					buildCommand(),
+					historyCommand(),
+					importCommand(),
+					inspectImageCommand(),
+					loadCommand(),
+					imagesCommand("ls", "list"),
+					imagePruneCommand(),
+					pullCommand(),
+					planned("push", "Push an image to a registry", "the registry issue"),
+					rmiCommand("rm", "remove"),
+					saveCommand(),
+					tagCommand(),
+				},
+			},
+			{
+				Name:  "container",
+				Usage: "Manage containers",
+				Subcommands: []*cli.Command{
+					planned("attach", "Attach to a running container", "the exec issue"),
+					createCommand(),
+					planned("exec", "Run a command in a running container", "the exec issue"),
+					planned("inspect", "Display detailed information on containers", "the runtime issue"),
+					planned("kill", "Kill one or more running containers", "the runtime issue"),
+					planned("logs", "Fetch the logs of a container", "the runtime issue"),
+					planned("ls", "List containers", "the runtime issue"),
+					planned("pause", "Pause all processes within containers", "the exec issue"),
+					planned("port", "List port mappings of a container", "the networking issue"),
+					planned("prune", "Remove all stopped containers", "the runtime issue"),
+					planned("rename", "Rename a container", "the runtime issue"),
+					planned("restart", "Restart one or more containers", "the exec issue"),
+					planned("rm", "Remove one or more containers", "the runtime issue"),
+					runCommand(),
+					planned("start", "Start one or more stopped containers", "the runtime issue"),
+					planned("stats", "Display a live stream of container resource usage", "the exec issue"),
+					planned("stop", "Stop one or more running containers", "the runtime issue"),
+					planned("top", "Display the running processes of a container", "the exec issue"),
+					planned("unpause", "Unpause all processes within containers", "the exec issue"),
+					planned("wait", "Block until containers stop, then print their exit codes", "the runtime issue"),
+				},
+			},
+			{
+				Name:  "volume",
+				Usage: "Manage volumes",
+				Subcommands: []*cli.Command{
+					planned("create", "Create a volume", "the runtime issue"),
+					planned("inspect", "Display detailed information on volumes", "the runtime issue"),
+					planned("ls", "List volumes", "the runtime issue"),
+					planned("prune", "Remove unused local volumes", "the runtime issue"),
+					planned("rm", "Remove one or more volumes", "the runtime issue"),
+				},
+			},
+			{
+				Name:  "system",
+				Usage: "Manage roost",
+				Subcommands: []*cli.Command{
+					dfCommand(),
+					infoCommand(),
+					planned("prune", "Remove unused data", "the exec issue"),
+				},
+			},
+		},
+	}
+	return app
+}
+
+// planned is a command of Docker's tree that roost does not do yet.
+func planned(name, usage, issue string) *cli.Command {
+	return &cli.Command{
+		Name:            name,
+		Usage:           usage + " (planned)",
+		SkipFlagParsing: true,
+		Action: func(c *cli.Context) error {
+			return cli.Exit(fmt.Sprintf("%s is not implemented yet: it is planned (%s); see README.md for what works today", c.Command.FullName(), issue), ExitRoost)
+		},
+	}
+}
+
+func buildCommand() *cli.Command {
+	return planned("build", "Build an image from a Dockerfile", "the build issue")
+}
+
+func createCommand() *cli.Command {
+	return planned("create", "Create a new container", "the runtime issue")
+}
+
+func runCommand() *cli.Command {
+	return planned("run", "Create and run a new container from an image", "the runtime issue")
+}
+
+func pullCommand() *cli.Command {
+	return planned("pull", "Download an image from a registry", "the registry issue")
+}
+
+// env is what every command gets from the global flags and the config file.
+type env struct {
+	cfg        config.Config
+	configPath string
+	configRead bool
+}
+
+func loadConfig(c *cli.Context) error {
+	p, explicit := c.String("config"), true
+	if p == "" {
+		p, explicit = config.DefaultPath(), false
+	}
+	cfg, err := config.Load(p, explicit)
+	if err != nil {
+		return cli.Exit(oneLine(err), ExitRoost)
+	}
+	if r := c.String("root"); r != "" {
+		cfg.Root = r
+	}
+	_, statErr := os.Stat(p)
+	c.App.Metadata = map[string]any{"env": &env{cfg: cfg, configPath: p, configRead: statErr == nil}}
+	return nil
+}
+
+func envOf(c *cli.Context) *env {
+	return c.App.Metadata["env"].(*env)
+}
+
+// openStore opens the image store the configuration names.
+func openStore(c *cli.Context) (*layers.Store, error) {
+	return layers.Open(envOf(c).cfg.Root)
+}
+
+// usageError is a wrong use of a command: Docker's "requires exactly 1 argument".
+func usageError(c *cli.Context, format string, a ...any) error {
+	return cli.Exit(fmt.Sprintf("%s: %s; see roost %s --help", c.Command.FullName(), fmt.Sprintf(format, a...), c.Command.FullName()), ExitRoost)
+}
+
+func needArgs(c *cli.Context, min, max int, what string) error {
+	n := c.NArg()
+	if n < min || (max >= 0 && n > max) {
+		return usageError(c, "wants %s", what)
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/roost-containers/roost/rootless"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+)
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "Show the roost version information",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "format output with a Go template"},
+		},
+		Action: func(c *cli.Context) error {
+			v := struct{ Version, GoVersion, Os, Arch string }{Version, runtime.Version(), runtime.GOOS, runtime.GOARCH}
+			if f := c.String("format"); f != "" {
+				return writeTemplate(c.App.Writer, f, v)
+			}
+			fmt.Fprintf(c.App.Writer, "roost:\n Version:\t%s\n Go version:\t%s\n OS/Arch:\t%s/%s\n", v.Version, v.GoVersion, v.Os, v.Arch)
+			return nil
+		},
+	}
+}
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "Display the effective configuration and what this host allows",
+		Action: func(c *cli.Context) error {
+			e := envOf(c)
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			cfg := e.cfg
+			status := "not present, defaults apply"
+			if e.configRead {
+				status = "loaded"
+			}
+			fmt.Fprintf(w, "Client:\troost %s (%s/%s)\n", Version, runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(w, " Config file:\t%s (%s)\n", e.configPath, status)
+			fmt.Fprintf(w, " Storage root:\t%s\n", cfg.Root)
+			fmt.Fprintf(w, " Runtime dir:\t%s\n", cfg.RunRoot)
+			fmt.Fprintf(w, " Default network:\t%s\n", cfg.Network.Default)
+			fmt.Fprintf(w, " Insecure registries:\t%s\n", listOrNone(cfg.Registries.Insecure))
+			var mirrors []string
+			for reg, ms := range cfg.Registries.Mirrors {
+				mirrors = append(mirrors, reg+" -> "+strings.Join(ms, ", "))
+			}
+			fmt.Fprintf(w, " Registry mirrors:\t%s\n", listOrNone(mirrors))
+			if s, err := openStore(c); err == nil {
+				if imgs, err := s.Images(); err == nil {
+					fmt.Fprintf(w, " Images:\t%d\n", len(imgs))
+				}
+			}
+			fmt.Fprintf(w, "Host (user %d):\n", os.Getuid())
+			for _, ch := range rootless.Probe(cfg.Root) {
+				mark := "ok"
+				switch {
+				case !ch.OK:
+					mark = "MISSING"
+				case ch.Warn:
+					mark = "warning"
+				}
+				fmt.Fprintf(w, " %s:\t%s: %s\n", ch.Name, mark, ch.Detail)
+				if ch.Hint != "" && (!ch.OK || ch.Warn) {
+					fmt.Fprintf(w, " \t  hint: %s\n", ch.Hint)
+				}
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
+
+func dfCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "df",
+		Usage: "Show roost disk usage",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Usage: "format output: table, json, or a Go template"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show detailed information on space usage"},
+		},
+		Action: func(c *cli.Context) error {
+			s, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			imgs, err := s.Images()
+			if err != nil {
+				return err
+			}
+			size, err := s.DiskUsage()
+			if err != nil {
+				return err
+			}
+			type dfRow struct{ Type, TotalCount, Active, Size, Reclaimable string }
+			headers := map[string]string{"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"}
+			rw, err := newRowWriter(c.App.Writer, c.String("format"), "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}", headers)
+			if err != nil {
+				return err
+			}
+			reclaim := humanSize(size)
+			if size > 0 {
+				reclaim += " (100%)"
+			}
+			rows := []dfRow{
+				{"Images", fmt.Sprint(len(imgs)), "0", humanSize(size), reclaim},
+				{"Containers", "0", "0", "0B", "0B"},
+				{"Local Volumes", "0", "0", "0B", "0B"},
+				{"Build Cache", "0", "0", "0B", "0B"},
+			}
+			for _, r := range rows {
+				if err := rw.Row(r); err != nil {
+					return err
+				}
+			}
+			if err := rw.Flush(); err != nil {
+				return err
+			}
+			if c.Bool("verbose") {
+				fmt.Fprintln(c.App.Writer, "\nImages space usage:")
+				iw, err := newRowWriter(c.App.Writer, "", "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}", imageHeaders)
+				if err != nil {
+					return err
+				}
+				for _, img := range imgs {
+					for _, r := range imageRows(img, false) {
+						iw.Row(r)
+					}
+				}
+				return iw.Flush()
+			}
+			return nil
+		},
+	}
+}

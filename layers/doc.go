@@ -1,0 +1,27 @@
+// Package layers owns roost's content-addressed image store: blobs, read-only
+// layers, image records and tags.
+//
+// On disk, under the storage root:
+//
+//	blobs/sha256/<hex>          manifests, configs and (when kept) compressed layer blobs
+//	layers/<hex>/layer.tar      one read-only layer as its uncompressed tar; <hex> is its diff ID
+//	layers/<hex>/index          the layer's index: every tar entry's header and data offset
+//	images/<hex>.json           an image record; <hex> is the image ID (the config digest)
+//	images/repositories.json    tags: normalized reference -> image ID
+//	tmp/                        temp files of writes in progress; prune removes leftovers
+//	gc.lock, meta.lock          flock files
+//
+// What must hold:
+//   - A blob or layer is named by its sha256 and never changes once renamed into
+//     place. Every write goes temp file -> hash while copying -> fsync -> rename, so a
+//     crash leaves at worst a file under tmp/ or an unreferenced layer.
+//   - A layer is kept as the tar it was given (so its diff ID is the hash of the file)
+//     plus an index, so a union filesystem can serve any file with one pread at the
+//     recorded offset and metadata comes straight from the tar headers: no extraction,
+//     no chown, no subuid range needed, and a layer is one file on NFS.
+//   - Blobs are verified on every read; layer tars are verified whenever they are
+//     streamed whole (save, push) and the error names the digest.
+//   - Writers that add layers or blobs hold gc.lock shared for their whole run; prune
+//     holds it exclusive, so it never deletes what a writer has not yet referenced.
+//     meta.lock guards the short read-modify-write of image records and tags.
+package layers

@@ -1,0 +1,192 @@
+package layers
+
+import (
+	"archive/tar"
+	"bufio"
+	"encoding/gob"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"time"
+)
+
+// Entry is one tar entry of a layer, as its index records it.
+type Entry struct {
+	// Name is the cleaned path relative to the layer root, without a leading
+	// "./" or "/"; the root directory itself is ".".
+	Name     string
+	Typeflag byte
+	// Mode holds the permission bits and the setuid, setgid and sticky bits
+	// (as tar.Header.Mode).
+	Mode     int64
+	UID, GID int
+	Size     int64
+	ModTime  time.Time
+	// Linkname is the symlink target as written, or for a hard link the
+	// cleaned name of the entry it links to.
+	Linkname           string
+	Devmajor, Devminor int64
+	// Xattrs are the extended attributes carried in PAX records.
+	Xattrs map[string]string
+	// HeaderOffset is where the entry's first header block starts in layer.tar;
+	// DataOffset is where its contents start. Contents of a regular file that
+	// is not Sparse are the Size bytes at DataOffset.
+	HeaderOffset, DataOffset int64
+	// Sparse entries must be read through a tar reader started at HeaderOffset.
+	Sparse bool
+}
+
+// Index lists a layer's entries in the order of its tar.
+type Index struct {
+	Entries []Entry
+}
+
+const indexVersion = 1
+
+// WriteIndex encodes idx to w.
+func WriteIndex(w io.Writer, idx *Index) error {
+	bw := bufio.NewWriter(w)
+	enc := gob.NewEncoder(bw)
+	if err := enc.Encode(indexVersion); err != nil {
+		return err
+	}
+	if err := enc.Encode(idx); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// ReadIndex decodes an index written by WriteIndex.
+func ReadIndex(r io.Reader) (*Index, error) {
+	dec := gob.NewDecoder(bufio.NewReader(r))
+	var v int
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("decode layer index: %w", err)
+	}
+	if v != indexVersion {
+		return nil, fmt.Errorf("decode layer index: version %d, want %d", v, indexVersion)
+	}
+	var idx Index
+	if err := dec.Decode(&idx); err != nil {
+		return nil, fmt.Errorf("decode layer index: %w", err)
+	}
+	return &idx, nil
+}
+
+// ReadIndexFile reads the index at path.
+func ReadIndexFile(p string) (*Index, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadIndex(f)
+}
+
+// CleanEntryName returns the layer-relative form of a tar entry name, or an
+// error when the name is absolute or climbs out of the layer root.
+func CleanEntryName(name string) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("tar entry %q is an absolute path: archive the root's contents with relative names (tar -C DIR -cf FILE .)", name)
+	}
+	c := path.Clean(name)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("tar entry %q escapes the root with ..", name)
+	}
+	return c, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// indexTar reads a whole tar stream from r, checks every entry name and
+// returns its index. It reads r to its end, past the tar's end-of-archive
+// blocks, so that a caller hashing r sees every byte.
+func indexTar(r io.Reader) (*Index, error) {
+	cr := &countingReader{r: r}
+	tr := tar.NewReader(cr)
+	idx := &Index{}
+	var next int64 // where the next header starts
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, tarError(err)
+		}
+		name, err := CleanEntryName(hdr.Name)
+		if err != nil {
+			return nil, err
+		}
+		e := Entry{
+			Name:         name,
+			Typeflag:     hdr.Typeflag,
+			Mode:         hdr.Mode &^ int64(0o170000),
+			UID:          hdr.Uid,
+			GID:          hdr.Gid,
+			Size:         hdr.Size,
+			ModTime:      hdr.ModTime,
+			Linkname:     hdr.Linkname,
+			Devmajor:     hdr.Devmajor,
+			Devminor:     hdr.Devminor,
+			HeaderOffset: next,
+			DataOffset:   cr.n,
+		}
+		switch hdr.Typeflag {
+		case tar.TypeLink:
+			target, err := CleanEntryName(hdr.Linkname)
+			if err != nil {
+				return nil, fmt.Errorf("hard link %q: %w", hdr.Name, err)
+			}
+			e.Linkname = target
+			e.Size = 0
+		case tar.TypeGNUSparse:
+			e.Sparse = true
+			e.Typeflag = tar.TypeReg
+		case tar.TypeRegA:
+			e.Typeflag = tar.TypeReg
+		}
+		for k, v := range hdr.PAXRecords {
+			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if e.Xattrs == nil {
+					e.Xattrs = map[string]string{}
+				}
+				e.Xattrs[x] = v
+			}
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				e.Sparse = true
+			}
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return nil, tarError(err)
+		}
+		next = (cr.n + 511) &^ 511
+		idx.Entries = append(idx.Entries, e)
+	}
+	if _, err := io.Copy(io.Discard, cr); err != nil {
+		return nil, tarError(err)
+	}
+	return idx, nil
+}
+
+func tarError(err error) error {
+	switch {
+	case err == io.ErrUnexpectedEOF:
+		return fmt.Errorf("read tar: archive is truncated (%w)", err)
+	case err == tar.ErrHeader:
+		return fmt.Errorf("read tar: not a tar archive (%w)", err)
+	}
+	return fmt.Errorf("read tar: %w", err)
+}
