@@ -295,16 +295,22 @@ func (s *Store) Load(r io.Reader) (loaded []Loaded, err error) {
 	}
 	small := map[string][]byte{}
 	big := map[string]archiveLayer{}
-	tr := tar.NewReader(r)
+	cr := &countingReader{r: r}
+	tr := tar.NewReader(cr)
+	var lastEnd int64
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if err := checkTrailer(cr.n, lastEnd); err != nil {
+				return nil, fmt.Errorf("load: %w", err)
+			}
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("load: %w", tarError(err))
 		}
 		if hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA {
+			lastEnd = (cr.n + 511) &^ 511
 			continue
 		}
 		p := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
@@ -314,6 +320,7 @@ func (s *Store) Load(r io.Reader) (loaded []Loaded, err error) {
 				return nil, fmt.Errorf("load: %w", tarError(err))
 			}
 			small[p] = b
+			lastEnd = (cr.n + 511) &^ 511
 			continue
 		}
 		l, err := s.ingest(tr)
@@ -321,6 +328,7 @@ func (s *Store) Load(r io.Reader) (loaded []Loaded, err error) {
 			return nil, fmt.Errorf("load %s: %w", p, err)
 		}
 		big[p] = l
+		lastEnd = (cr.n + 511) &^ 511
 	}
 	layerAt := func(p string) (archiveLayer, error) {
 		if l, ok := big[p]; ok {

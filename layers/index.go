@@ -4,11 +4,13 @@ import (
 	"archive/tar"
 	"bufio"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -30,11 +32,14 @@ type Entry struct {
 	Devmajor, Devminor int64
 	// Xattrs are the extended attributes carried in PAX records.
 	Xattrs map[string]string
-	// HeaderOffset is where the entry's first header block starts in layer.tar;
-	// DataOffset is where its contents start. Contents of a regular file that
-	// is not Sparse are the Size bytes at DataOffset.
+	// HeaderOffset is where the entry's first header block starts in layer.tar,
+	// or -1 when unknown (after a sparse entry); DataOffset is where its
+	// contents start. Contents of a regular file that is not Sparse are the
+	// Size bytes at DataOffset.
 	HeaderOffset, DataOffset int64
-	// Sparse entries must be read through a tar reader started at HeaderOffset.
+	// Sparse entries must be read through a tar reader: started at
+	// HeaderOffset, or when that is -1 at 0, skipping to the entry's position
+	// in the index.
 	Sparse bool
 }
 
@@ -117,10 +122,15 @@ func indexTar(r io.Reader) (*Index, error) {
 	cr := &countingReader{r: r}
 	tr := tar.NewReader(cr)
 	idx := &Index{}
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
 	var next int64 // where the next header starts
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			if err := checkTrailer(cr.n, next); err != nil {
+				return nil, err
+			}
 			break
 		}
 		if err != nil {
@@ -169,16 +179,52 @@ func indexTar(r io.Reader) (*Index, error) {
 				e.Sparse = true
 			}
 		}
-		if _, err := io.Copy(io.Discard, tr); err != nil {
+		idx.Entries = append(idx.Entries, e)
+		if e.Sparse {
+			// tr.Next skips the stored fragments; reading them through tr
+			// would expand the holes, which may claim terabytes. Where the
+			// next header starts is then unknown.
+			next = -1
+			continue
+		}
+		if err := drain(tr, *buf); err != nil {
 			return nil, tarError(err)
 		}
 		next = (cr.n + 511) &^ 511
-		idx.Entries = append(idx.Entries, e)
 	}
-	if _, err := io.Copy(io.Discard, cr); err != nil {
+	if err := drain(cr, *buf); err != nil {
 		return nil, tarError(err)
 	}
 	return idx, nil
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// drain reads r to its end in large reads (io.Discard would read 8 KiB at a
+// time, and every read is also a write of the layer copy).
+func drain(r io.Reader, buf []byte) error {
+	for {
+		_, err := r.Read(buf)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// checkTrailer fails when a tar stream that ended at offset end, whose last
+// entry ended at lastEnd, lacks the zero blocks that close an archive: it was
+// cut off between two entries.
+func checkTrailer(end, lastEnd int64) error {
+	if end == 0 {
+		return errors.New("read tar: not a tar archive (it is empty)")
+	}
+	if lastEnd >= 0 && end-lastEnd < 512 {
+		return tarError(io.ErrUnexpectedEOF)
+	}
+	return nil
 }
 
 func tarError(err error) error {

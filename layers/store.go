@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -167,8 +168,13 @@ func (s *Store) PutLayer(r io.Reader) (v1.Hash, int64, error) {
 		return v1.Hash{}, 0, fmt.Errorf("store layer: %w", err)
 	}
 	h := sha256.New()
-	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	// Tar headers and small files arrive in small reads: batch the writes.
+	bw := bufio.NewWriterSize(f, 1<<20)
+	cw := &countingWriter{w: io.MultiWriter(bw, h)}
 	idx, err := indexTar(io.TeeReader(r, cw))
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err != nil {
 		f.Close()
 		return v1.Hash{}, 0, err
