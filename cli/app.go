@@ -112,6 +112,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 					inspectImageCommand(),
 					loadCommand(),
 					imagesCommand("ls", "list"),
+					imageMountCommand(),
 					imagePruneCommand(),
 					pullCommand(),
 					planned("push", "Push an image to a registry", "the registry issue"),

@@ -70,6 +70,18 @@ type metaStore struct {
 // longer exist under upper, rewrites the journal compactly (temp file, fsync,
 // rename) and opens it for appending.
 func openMeta(path, upper string) (*metaStore, error) {
+	m, err := loadMeta(path, upper)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.compact(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// loadMeta reads the journal at path without changing it.
+func loadMeta(path, upper string) (*metaStore, error) {
 	m := &metaStore{attrs: map[uint64]*attr{}, flags: map[string]int{}, path: path}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -107,9 +119,6 @@ func openMeta(path, upper string) (*metaStore, error) {
 				delete(m.attrs, ino)
 			}
 		}
-	}
-	if err := m.compact(); err != nil {
-		return nil, err
 	}
 	return m, nil
 }
@@ -183,9 +192,13 @@ func (m *metaStore) write(r record) {
 // setAttr records a; the store keeps a, so callers must not change it later.
 func (m *metaStore) setAttr(ino uint64, a *attr) { m.write(record{Ino: ino, Attr: a}) }
 
+// forget drops the attributes of a host inode that lost its last name from
+// the journal. They stay in memory, where an open file still needs them; a
+// new file that gets the same host inode number gets new attributes.
 func (m *metaStore) forget(ino uint64) {
-	if _, ok := m.attrs[ino]; ok {
+	if a, ok := m.attrs[ino]; ok {
 		m.write(record{Ino: ino})
+		m.attrs[ino] = a
 	}
 }
 

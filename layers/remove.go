@@ -193,10 +193,10 @@ func (s *Store) collect(wait bool) (int64, error) {
 			return fmt.Errorf("collect garbage: %w", err)
 		}
 		for _, e := range ents {
-			if keep[e.Name()] {
+			p := filepath.Join(dir, e.Name())
+			if keep[e.Name()] || e.IsDir() && scratchInUse(p) {
 				continue
 			}
-			p := filepath.Join(dir, e.Name())
 			freed += du(p)
 			if err := os.RemoveAll(p); err != nil {
 				return fmt.Errorf("collect garbage: %w", err)

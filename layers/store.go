@@ -86,6 +86,41 @@ func (s *Store) tempFile(pattern string) (*os.File, error) {
 	return os.CreateTemp(filepath.Join(s.root, "tmp"), pattern)
 }
 
+// MkdirTemp creates a scratch directory under tmp/ for work that outlives no
+// process (such as the writable layer of `image mount`), and holds a lock in
+// it until release is called or the process dies. Prune removes scratch
+// directories whose lock nobody holds.
+func (s *Store) MkdirTemp(pattern string) (dir string, release func(), err error) {
+	dir, err = os.MkdirTemp(filepath.Join(s.root, "tmp"), pattern)
+	if err != nil {
+		return "", nil, fmt.Errorf("create scratch directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, scratchLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err == nil {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_SH)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("lock scratch directory: %w", err)
+	}
+	return dir, func() {
+		os.RemoveAll(dir)
+		f.Close()
+	}, nil
+}
+
+const scratchLock = ".roost-scratch.lock"
+
+// scratchInUse reports whether p is a scratch directory whose owner is alive.
+func scratchInUse(p string) bool {
+	f, err := os.Open(filepath.Join(p, scratchLock))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil
+}
+
 // HasBlob reports whether the blob is stored.
 func (s *Store) HasBlob(h v1.Hash) bool {
 	_, err := os.Stat(s.blobPath(h))

@@ -1,0 +1,46 @@
+// Package fuse owns roost's union filesystem: the root filesystem of every
+// container, an image's read-only layers under one writable layer, served
+// with go-fuse and mounted directly (no fusermount) inside a user and mount
+// namespace of roost's own (see package rootless).
+//
+// Lower layers are served from the layer store as they are: each file's
+// contents are read with pread at its offset in the layer's tar, and its
+// metadata (owners, modes, device numbers, xattrs, hard links) comes from the
+// layer's index. The layers are merged once per mount by the OCI rules
+// (".wh.<name>" hides a lower name, ".wh..wh..opq" makes a directory opaque);
+// the lower layers are never written.
+//
+// A writable layer is a directory of roost's own:
+//
+//	<dir>/upper/   the user's plain files: what was created or copied up
+//	<dir>/meta     journal of roost's metadata for upper/ (JSON lines)
+//	<dir>/work/    temp files of copy-ups in progress; emptied at mount
+//
+// What must hold:
+//   - Every host file under <dir> belongs to the user, with permissions 0600
+//     (directories 0700): owners, modes, device numbers, xattrs and file types
+//     other than directories, regular files and symlinks live in meta, keyed
+//     by the host inode number of the upper file; whiteouts and opaque
+//     directories live there too, keyed by path. So `rm -rf <dir>` always
+//     works, ownership needs no subuid range, and the layer works on
+//     filesystems without user xattrs (NFS).
+//   - meta is appended to on every change (a crash loses nothing written
+//     before it) and rewritten compactly at each mount (temp file, fsync,
+//     rename).
+//   - A lower file is copied up (contents with copy_file_range, through
+//     work/, then renamed into place) before its first write, truncation,
+//     chmod, chown, xattr change, utimes or hard link; after the copy-up the
+//     path keeps its inode number. Inode numbers are stable for a path for
+//     the life of a mount, and the names of a hard link in a layer share one.
+//   - Renaming a directory that has lower content fails with EXDEV, as on
+//     overlayfs; callers fall back to copying. Everything else renames,
+//     including RENAME_NOREPLACE and RENAME_EXCHANGE.
+//   - The serving process never reads the union through its own mount.
+//
+// Limits: a copy-up of one name of a lower hard link does not carry the
+// other names along (they keep showing the lower file); record locks are the
+// kernel's, per process.
+//
+// WriteLayer turns a writable layer into an OCI layer tar from upper/ and
+// meta alone, without reading the lower layers.
+package fuse

@@ -1,0 +1,167 @@
+//go:build linux
+
+package fuse
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Options say what to mount.
+type Options struct {
+	// Lowers are the read-only layers, bottom first.
+	Lowers []Lower
+	// Writable is the directory of the writable layer (see the package doc
+	// for its layout); it is created when missing and kept after unmount.
+	Writable string
+	// Logger, when set, receives go-fuse's warnings; with Debug, every request.
+	Logger *log.Logger
+	Debug  bool
+}
+
+// Mount is a mounted union filesystem, served by goroutines of this process.
+type Mount struct {
+	srv  *fuse.Server
+	u    *union
+	done chan struct{}
+	err  error
+}
+
+// New mounts the union described by opts on mountpoint and serves it until
+// Unmount. It must run in a user namespace that owns the current mount
+// namespace (see package rootless): it mounts /dev/fuse directly, without
+// fusermount. The union is mounted with default_permissions and allow_other,
+// so that the kernel checks access against the owners and modes the layers
+// record, for every user of the namespace.
+func New(mountpoint string, opts Options) (*Mount, error) {
+	u, err := openUnion(opts)
+	if err != nil {
+		return nil, err
+	}
+	root := &node{u: u}
+	entryTimeout, negTimeout := lowerTimeout, lowerTimeout
+	fsOpts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			DirectMountStrict: true,
+			AllowOther:        true,
+			FsName:            "roost",
+			Name:              "roost",
+			Options:           []string{"default_permissions"},
+			MaxWrite:          1 << 20,
+			MaxReadAhead:      1 << 20,
+			Debug:             opts.Debug,
+			Logger:            opts.Logger,
+		},
+		EntryTimeout:    &entryTimeout,
+		NegativeTimeout: &negTimeout,
+		NullPermissions: true,
+		Logger:          opts.Logger,
+		RootStableAttr:  &fs.StableAttr{Ino: 1, Gen: 1},
+	}
+	if opts.Logger == nil {
+		quiet := log.New(discard{}, "", 0)
+		fsOpts.Logger, fsOpts.MountOptions.Logger = quiet, quiet
+	}
+	srv, err := fs.Mount(mountpoint, root, fsOpts)
+	if err != nil {
+		u.close()
+		return nil, fmt.Errorf("mount union filesystem on %s: %w", mountpoint, hintMount(err))
+	}
+	m := &Mount{srv: srv, u: u, done: make(chan struct{})}
+	go func() {
+		srv.Wait()
+		m.err = u.close()
+		close(m.done)
+	}()
+	return m, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func hintMount(err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w (mounting needs a user and mount namespace of its own, and /dev/fuse readable and writable by the user: chmod 0666 /dev/fuse)", err)
+	}
+	return err
+}
+
+// Unmount unmounts the union, waits until serving has stopped and the
+// writable layer's metadata is synced, and reports a failure of either.
+func (m *Mount) Unmount() error {
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = m.srv.Unmount(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // busy: a process is still leaving
+	}
+	if err != nil {
+		return fmt.Errorf("unmount union filesystem: %w", err)
+	}
+	<-m.done
+	return m.err
+}
+
+// Wait blocks until the union is unmounted (by Unmount, or by umount from
+// elsewhere in the namespace) and returns the error of closing the metadata.
+func (m *Mount) Wait() error {
+	<-m.done
+	return m.err
+}
+
+// openUnion opens the layers and the writable layer.
+func openUnion(opts Options) (*union, error) {
+	up, work := filepath.Join(opts.Writable, "upper"), filepath.Join(opts.Writable, "work")
+	for _, d := range []string{up, work} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create writable layer: %w", err)
+		}
+	}
+	// Leftovers of copy-ups a crash interrupted.
+	if ents, err := os.ReadDir(work); err == nil {
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(work, e.Name()))
+		}
+	}
+	meta, err := openMeta(filepath.Join(opts.Writable, "meta"), up)
+	if err != nil {
+		return nil, err
+	}
+	u := &union{
+		lower:    buildLowerTree(opts.Lowers),
+		upper:    up,
+		work:     work,
+		ids:      newIDMapper(),
+		meta:     meta,
+		pathInos: map[string]uint64{},
+		hostInos: map[uint64]uint64{},
+	}
+	u.nextIno = u.lower.maxIno
+	for _, l := range opts.Lowers {
+		f, err := os.Open(l.Tar)
+		if err != nil {
+			u.close()
+			return nil, fmt.Errorf("open layer: %w", err)
+		}
+		u.tars = append(u.tars, f)
+	}
+	return u, nil
+}
+
+func (u *union) close() error {
+	for _, f := range u.tars {
+		f.Close()
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.meta.close()
+}
