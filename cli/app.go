@@ -47,19 +47,25 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", " ")
 }
 
+func init() {
+	// Docker's -h is run's --hostname; help is --help alone.
+	cli.HelpFlag = &cli.BoolFlag{Name: "help", Usage: "show help"}
+}
+
 // New builds the roost application.
 func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:                   "roost",
-		Usage:                  "run OCI and Docker images as an unprivileged user: no daemon, no root",
-		Version:                Version,
-		Reader:                 stdin,
-		Writer:                 stdout,
-		ErrWriter:              stderr,
-		UseShortOptionHandling: true,
-		EnableBashCompletion:   true,
-		HideHelpCommand:        true,
-		ExitErrHandler:         func(*cli.Context, error) {},
+		Name:                      "roost",
+		Usage:                     "run OCI and Docker images as an unprivileged user: no daemon, no root",
+		Version:                   Version,
+		Reader:                    stdin,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		UseShortOptionHandling:    true,
+		DisableSliceFlagSeparator: true,
+		EnableBashCompletion:      true,
+		HideHelpCommand:           true,
+		ExitErrHandler:            func(*cli.Context, error) {},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "configuration file", EnvVars: []string{"ROOST_CONFIG"}},
 			&cli.StringFlag{Name: "root", Usage: "storage root (overrides the config's root)", EnvVars: []string{"ROOST_ROOT"}},
@@ -78,29 +84,29 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			importCommand(),
 			infoCommand(),
 			inspectCommand(),
-			planned("kill", "Kill one or more running containers", "the runtime issue"),
+			killCommand(),
 			loadCommand(),
 			planned("login", "Log in to a registry", "the registry issue"),
 			planned("logout", "Log out from a registry", "the registry issue"),
-			planned("logs", "Fetch the logs of a container", "the runtime issue"),
+			logsCommand(),
 			planned("pause", "Pause all processes within containers", "the exec issue"),
 			planned("port", "List port mappings of a container", "the networking issue"),
-			planned("ps", "List containers", "the runtime issue"),
+			psCommand("ps"),
 			pullCommand(),
 			planned("push", "Push an image to a registry", "the registry issue"),
-			planned("rename", "Rename a container", "the runtime issue"),
+			renameCommand(),
 			planned("restart", "Restart one or more containers", "the exec issue"),
-			planned("rm", "Remove one or more containers", "the runtime issue"),
+			rmCommand(),
 			rmiCommand("rmi"),
 			runCommand(),
 			saveCommand(),
-			planned("start", "Start one or more stopped containers", "the runtime issue"),
+			startCommand(),
 			planned("stats", "Display a live stream of container resource usage", "the exec issue"),
-			planned("stop", "Stop one or more running containers", "the runtime issue"),
+			stopCommand(),
 			tagCommand(),
 			planned("top", "Display the running processes of a container", "the exec issue"),
 			planned("unpause", "Unpause all processes within containers", "the exec issue"),
-			planned("wait", "Block until containers stop, then print their exit codes", "the runtime issue"),
+			waitCommand(),
 			versionCommand(),
 			{
 				Name:  "image",
@@ -128,36 +134,26 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 					planned("attach", "Attach to a running container", "the exec issue"),
 					createCommand(),
 					planned("exec", "Run a command in a running container", "the exec issue"),
-					planned("inspect", "Display detailed information on containers", "the runtime issue"),
-					planned("kill", "Kill one or more running containers", "the runtime issue"),
-					planned("logs", "Fetch the logs of a container", "the runtime issue"),
-					planned("ls", "List containers", "the runtime issue"),
+					inspectContainerCommand(),
+					killCommand(),
+					logsCommand(),
+					psCommand("ls", "list", "ps"),
 					planned("pause", "Pause all processes within containers", "the exec issue"),
 					planned("port", "List port mappings of a container", "the networking issue"),
-					planned("prune", "Remove all stopped containers", "the runtime issue"),
-					planned("rename", "Rename a container", "the runtime issue"),
+					containerPruneCommand(),
+					renameCommand(),
 					planned("restart", "Restart one or more containers", "the exec issue"),
-					planned("rm", "Remove one or more containers", "the runtime issue"),
+					rmCommand(),
 					runCommand(),
-					planned("start", "Start one or more stopped containers", "the runtime issue"),
+					startCommand(),
 					planned("stats", "Display a live stream of container resource usage", "the exec issue"),
-					planned("stop", "Stop one or more running containers", "the runtime issue"),
+					stopCommand(),
 					planned("top", "Display the running processes of a container", "the exec issue"),
 					planned("unpause", "Unpause all processes within containers", "the exec issue"),
-					planned("wait", "Block until containers stop, then print their exit codes", "the runtime issue"),
+					waitCommand(),
 				},
 			},
-			{
-				Name:  "volume",
-				Usage: "Manage volumes",
-				Subcommands: []*cli.Command{
-					planned("create", "Create a volume", "the runtime issue"),
-					planned("inspect", "Display detailed information on volumes", "the runtime issue"),
-					planned("ls", "List volumes", "the runtime issue"),
-					planned("prune", "Remove unused local volumes", "the runtime issue"),
-					planned("rm", "Remove one or more volumes", "the runtime issue"),
-				},
-			},
+			volumeCommand(),
 			{
 				Name:  "system",
 				Usage: "Manage roost",
@@ -186,14 +182,6 @@ func planned(name, usage, issue string) *cli.Command {
 
 func buildCommand() *cli.Command {
 	return planned("build", "Build an image from a Dockerfile", "the build issue")
-}
-
-func createCommand() *cli.Command {
-	return planned("create", "Create a new container", "the runtime issue")
-}
-
-func runCommand() *cli.Command {
-	return planned("run", "Create and run a new container from an image", "the runtime issue")
 }
 
 func pullCommand() *cli.Command {

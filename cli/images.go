@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/roost-containers/roost/container"
 	"github.com/roost-containers/roost/layers"
 	"github.com/urfave/cli/v2"
 )
@@ -363,31 +364,47 @@ func inspectCommand() *cli.Command {
 		ArgsUsage: "NAME|ID [NAME|ID...]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "format output with a Go template, or json"},
-			&cli.StringFlag{Name: "type", Usage: "only inspect objects of this type (image)"},
+			&cli.StringFlag{Name: "type", Usage: "only inspect objects of this type: image or container"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, -1, "at least one NAME or ID"); err != nil {
 				return err
 			}
-			if t := c.String("type"); t != "" && t != "image" {
-				return fmt.Errorf("inspect: unknown type %q: roost has images so far", t)
+			t := c.String("type")
+			if t != "" && t != "image" && t != "container" {
+				return fmt.Errorf("inspect: unknown type %q: use image or container", t)
 			}
-			return inspectObjects(c, "object")
+			return inspectObjects(c, t)
 		},
 	}
 }
 
-// inspectObjects prints every argument it finds; like Docker, it prints what
+// inspectObjects prints every argument it finds, of kind "image",
+// "container" or "" (either, containers first); like Docker, it prints what
 // it found and then fails when one was missing.
 func inspectObjects(c *cli.Context, kind string) error {
-	s, err := openStore(c)
+	is, cs, err := stores(c)
 	if err != nil {
 		return err
 	}
 	var objs []any
 	var missing []string
 	for _, a := range c.Args().Slice() {
-		o, err := inspectImage(s, a)
+		if kind != "image" {
+			ctr, err := cs.Get(a)
+			if err == nil {
+				objs = append(objs, inspectContainer(ctr))
+				continue
+			}
+			if !errors.Is(err, container.ErrNotFound) {
+				return err
+			}
+			if kind == "container" {
+				missing = append(missing, a)
+				continue
+			}
+		}
+		o, err := inspectImage(is, a)
 		if errors.Is(err, layers.ErrNotFound) {
 			missing = append(missing, a)
 			continue
@@ -401,9 +418,27 @@ func inspectObjects(c *cli.Context, kind string) error {
 		return err
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("no such %s: %s", kind, strings.Join(missing, ", "))
+		what := map[string]string{"image": "image", "container": "container", "": "object"}[kind]
+		return fmt.Errorf("no such %s: %s", what, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+func inspectContainerCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "inspect",
+		Usage:     "Display detailed information on one or more containers",
+		ArgsUsage: "CONTAINER [CONTAINER...]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Aliases: []string{"f"}, Usage: "format output with a Go template, or json"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, -1, "at least one CONTAINER"); err != nil {
+				return err
+			}
+			return inspectObjects(c, "container")
+		},
+	}
 }
 
 // historyRow is one line of `history`, with Docker's field names.

@@ -317,8 +317,8 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 
 func (v *verifyingReader) Close() error { return v.f.Close() }
 
-// parseHex accepts "sha256:<hex>" or a bare hex string.
-func parseDigest(s string) (v1.Hash, error) {
+// ParseDigest accepts "sha256:<hex>" or a bare hex string.
+func ParseDigest(s string) (v1.Hash, error) {
 	if !strings.Contains(s, ":") {
 		s = "sha256:" + s
 	}

@@ -1,0 +1,436 @@
+//go:build linux
+
+package container
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/roost-containers/roost/fuse"
+	"github.com/roost-containers/roost/layers"
+	"github.com/roost-containers/roost/rootless"
+	"golang.org/x/sys/unix"
+)
+
+const agentEntry = "container-agent"
+
+func init() { rootless.Register(agentEntry, runAgent) }
+
+// AgentSpec is what the CLI tells the agent (its only argument, JSON).
+type AgentSpec struct {
+	Dir     string
+	Socket  string
+	Layers  []fuse.LayerFiles
+	Init    InitSpec
+	Attach  bool
+	Network string
+	// AutoRemove removes the container (and RemoveVolumes) after it exits.
+	AutoRemove    bool
+	RemoveVolumes []string
+	StopSignal    int
+}
+
+// agent runs one container.
+type agent struct {
+	spec    AgentSpec
+	log     *logWriter
+	attach  *FrameWriter
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	mu      sync.Mutex
+	state   State
+	stdin   io.WriteCloser
+	console *os.File
+	pumps   sync.WaitGroup
+}
+
+// runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
+// fd 4 the attach socket when AgentSpec.Attach is set.
+func runAgent(args []string) int {
+	status := os.NewFile(3, "status")
+	report := func(st Started) {
+		if status != nil {
+			writeJSON(status, st)
+			status.Close()
+			status = nil
+		}
+	}
+	var spec AgentSpec
+	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &spec) != nil {
+		report(Started{Error: "internal error: bad agent arguments", Code: 125})
+		return 125
+	}
+	a := &agent{spec: spec, exited: make(chan struct{})}
+	if spec.Attach {
+		conn := os.NewFile(4, "attach")
+		a.attach = NewFrameWriter(conn)
+		go a.readAttach(conn)
+	}
+	code, err := a.run(func(pid int) { report(Started{Pid: pid}) })
+	if err != nil {
+		st := Started{Error: err.Error(), Code: 125}
+		var ie *initError
+		if errors.As(err, &ie) {
+			st.Code = ie.code
+		}
+		report(st)
+		fmt.Fprintln(os.Stderr, "roost agent:", err)
+		if code == 0 {
+			code = st.Code
+		}
+	}
+	return 0
+}
+
+// run starts the container, reports its pid through started, and waits.
+func (a *agent) run(started func(pid int)) (int, error) {
+	lock, err := os.OpenFile(filepath.Join(a.spec.Dir, "agent.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return 0, fmt.Errorf("container is already running (%w)", ErrConflict)
+	}
+	defer lock.Close()
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return 0, fmt.Errorf("make mounts private: %w", err)
+	}
+	var lowers []fuse.Lower
+	for _, l := range a.spec.Layers {
+		idx, err := layers.ReadIndexFile(l.Index)
+		if err != nil {
+			return 0, fmt.Errorf("read layer index %s: %w", l.Index, err)
+		}
+		lowers = append(lowers, fuse.Lower{Tar: l.Tar, Index: idx})
+	}
+	rootfs := filepath.Join(a.spec.Dir, "rootfs")
+	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: filepath.Join(a.spec.Dir, "diff")})
+	if err != nil {
+		return 0, err
+	}
+	defer m.Unmount()
+	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
+	if err != nil {
+		return 0, err
+	}
+	code, err := a.start(rootfs)
+	if err != nil {
+		a.log.close()
+		a.finish(code, err.Error())
+		return code, err
+	}
+	started(a.state.Pid)
+	ln := a.listen()
+	code = a.wait()
+	a.log.close()
+	if ln != nil {
+		ln.Close()
+		os.RemoveAll(filepath.Dir(a.spec.Socket))
+	}
+	a.finish(code, "")
+	if a.attach != nil {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(code))
+		a.attach.WriteFrame(StreamExit, b[:])
+	}
+	m.Unmount()
+	if a.spec.AutoRemove {
+		for _, v := range a.spec.RemoveVolumes {
+			os.RemoveAll(v)
+		}
+		os.RemoveAll(a.spec.Dir)
+	}
+	return code, nil
+}
+
+// finish records the final state.
+func (a *agent) finish(code int, errMsg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.state.Status = "exited"
+	a.state.Running = false
+	a.state.Pid = 0
+	a.state.ExitCode = code
+	a.state.Error = errMsg
+	a.state.FinishedAt = time.Now().UTC()
+	if a.state.StartedAt.IsZero() {
+		a.state.StartedAt = a.state.FinishedAt
+	}
+	writeState(a.spec.Dir, &a.state)
+}
+
+// start clones the container's init and waits until it exec'd the command.
+func (a *agent) start(rootfs string) (int, error) {
+	init := a.spec.Init
+	init.Rootfs = rootfs
+	init.EtcFiles = map[string]string{}
+	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+		p := filepath.Join(a.spec.Dir, f)
+		if _, err := os.Stat(p); err == nil {
+			init.EtcFiles["/etc/"+f] = p
+		}
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return 125, err
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return 125, err
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Args[0] = initEntry
+	cmd.Env = []string{"ROOST_REEXEC=" + initEntry}
+	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP)
+	if !init.HostNetwork {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	cmd.ExtraFiles = []*os.File{specR, statusW}
+	var consoleParent *os.File
+	var stdout, stderr *os.File
+	if init.Tty {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return 125, err
+		}
+		consoleParent = os.NewFile(uintptr(fds[0]), "console")
+		consoleChild := os.NewFile(uintptr(fds[1]), "console-child")
+		defer consoleChild.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, consoleChild)
+	} else {
+		// Own pipes, not cmd.StdoutPipe: Wait would close those before
+		// the output was read.
+		var outW, errW *os.File
+		if a.attach != nil {
+			inR, inW, err := os.Pipe()
+			if err != nil {
+				return 125, err
+			}
+			defer inR.Close()
+			cmd.Stdin, a.stdin = inR, inW
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			return 125, err
+		}
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			return 125, err
+		}
+		defer outW.Close()
+		defer errW.Close()
+		cmd.Stdout, cmd.Stderr = outW, errW
+		stdout, stderr = outR, errR
+	}
+	if err := cmd.Start(); err != nil {
+		return 125, fmt.Errorf("start container init: %w", err)
+	}
+	a.cmd = cmd
+	specR.Close()
+	statusW.Close()
+	if f, ok := cmd.Stdout.(*os.File); ok {
+		f.Close()
+	}
+	if f, ok := cmd.Stderr.(*os.File); ok {
+		f.Close()
+	}
+	json.NewEncoder(specW).Encode(init)
+	specW.Close()
+	if consoleParent != nil {
+		a.console = recvConsole(consoleParent)
+		consoleParent.Close()
+	}
+	var ee ExecError
+	if err := json.NewDecoder(statusR).Decode(&ee); err == nil {
+		statusR.Close()
+		cmd.Wait()
+		return ee.Code, &initError{code: ee.Code, err: errors.New(ee.Message)}
+	}
+	statusR.Close()
+	a.mu.Lock()
+	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid()}
+	writeState(a.spec.Dir, &a.state)
+	a.mu.Unlock()
+	if a.console != nil {
+		a.pumps.Add(1)
+		go a.pump("stdout", a.console)
+	} else {
+		a.pumps.Add(2)
+		go a.pump("stdout", stdout)
+		go a.pump("stderr", stderr)
+	}
+	return 0, nil
+}
+
+// recvConsole receives the pty master init sends.
+func recvConsole(sock *os.File) *os.File {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, 0)
+	if err != nil || oobn == 0 {
+		return nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) == 0 {
+		return nil
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) == 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(fds[0]), "pty-master")
+}
+
+// pump copies one output stream of the container to its log and to the
+// attached CLI, if any; a CLI that went away does not stop the container.
+func (a *agent) pump(stream string, r io.Reader) {
+	defer a.pumps.Done()
+	id := byte(StreamStdout)
+	if stream == "stderr" {
+		id = StreamStderr
+	}
+	buf := make([]byte, 32<<10)
+	attached := a.attach != nil
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			a.log.write(stream, buf[:n])
+			if attached && a.attach.WriteFrame(id, buf[:n]) != nil {
+				attached = false
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wait waits for the container's init and returns its exit status.
+func (a *agent) wait() int {
+	err := a.cmd.Wait()
+	// Output written before exit is still in the pipes: drain it.
+	done := make(chan struct{})
+	go func() { a.pumps.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	close(a.exited)
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 125
+}
+
+// readAttach takes stdin, resize and close frames from the attached CLI.
+func (a *agent) readAttach(conn *os.File) {
+	var buf []byte
+	for {
+		stream, p, err := ReadFrame(conn, buf)
+		if err != nil {
+			return
+		}
+		buf = p[:0]
+		switch stream {
+		case StreamStdin:
+			switch {
+			case a.console != nil:
+				a.console.Write(p)
+			case a.stdin != nil:
+				a.stdin.Write(p)
+			}
+		case StreamCloseStdin:
+			if a.stdin != nil {
+				a.stdin.Close()
+			} else if a.console != nil {
+				a.console.Write([]byte{4}) // ^D: end of input for the terminal
+			}
+		case StreamResize:
+			if a.console != nil && len(p) == 4 {
+				ws := &unix.Winsize{Row: binary.BigEndian.Uint16(p), Col: binary.BigEndian.Uint16(p[2:])}
+				unix.IoctlSetWinsize(int(a.console.Fd()), unix.TIOCSWINSZ, ws)
+			}
+		}
+	}
+}
+
+// listen serves the control socket.
+func (a *agent) listen() net.Listener {
+	if err := os.MkdirAll(filepath.Dir(a.spec.Socket), 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
+		return nil
+	}
+	os.Remove(a.spec.Socket)
+	ln, err := net.Listen("unix", a.spec.Socket)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
+		return nil
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go a.serve(c)
+		}
+	}()
+	return ln
+}
+
+func (a *agent) serve(c net.Conn) {
+	defer c.Close()
+	var req Request
+	if err := readJSON(c, &req); err != nil {
+		return
+	}
+	var rep Reply
+	switch req.Op {
+	case "kill":
+		if err := a.signal(syscall.Signal(req.Signal)); err != nil {
+			rep.Error = err.Error()
+		}
+	case "stop":
+		sig := syscall.Signal(req.Signal)
+		if sig == 0 {
+			sig = syscall.SIGTERM
+		}
+		a.signal(sig)
+		select {
+		case <-a.exited:
+		case <-time.After(time.Duration(req.Timeout) * time.Second):
+			a.signal(syscall.SIGKILL)
+			<-a.exited
+		}
+	default:
+		rep.Error = fmt.Sprintf("unknown request %q", req.Op)
+	}
+	writeJSON(c, rep)
+}
+
+func (a *agent) signal(sig syscall.Signal) error {
+	select {
+	case <-a.exited:
+		return errors.New("container is not running")
+	default:
+	}
+	return a.cmd.Process.Signal(sig)
+}

@@ -1,0 +1,395 @@
+//go:build linux
+
+package container
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/roost-containers/roost/fuse"
+	"github.com/roost-containers/roost/rootless"
+	"golang.org/x/sys/unix"
+)
+
+// StartOptions say how to start a container.
+type StartOptions struct {
+	// Layers are the image's layer files, bottom first.
+	Layers []fuse.LayerFiles
+	// Attach keeps a stream to the container: stdout and stderr come back
+	// through Session, stdin (with OpenStdin) goes in.
+	Attach bool
+}
+
+// Session is a started container, attached or not.
+type Session struct {
+	Pid  int
+	conn *os.File
+	fw   *FrameWriter
+}
+
+// Start starts container c's agent and returns once the command runs, or
+// with an error carrying the exit status roost should give (see ExitCode).
+func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
+	if c.IsActive() {
+		return nil, fmt.Errorf("container %s is already running (%w)", c.Name, ErrConflict)
+	}
+	mapping, err := rootless.DefaultMapping()
+	if err != nil {
+		return nil, err
+	}
+	spec := AgentSpec{
+		Dir:        c.Dir,
+		Socket:     s.socketPath(c.ID),
+		Layers:     o.Layers,
+		Init:       initSpecFor(&c.Record, mapping.Kind()),
+		Attach:     o.Attach,
+		AutoRemove: c.HostConfig.AutoRemove,
+		Network:    c.HostConfig.NetworkMode,
+	}
+	for _, m := range c.Mounts {
+		if m.Anonymous {
+			spec.RemoveVolumes = append(spec.RemoveVolumes, filepath.Dir(m.Source))
+		}
+	}
+	if err := s.writeEtcFiles(c); err != nil {
+		return nil, err
+	}
+	arg, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer statusR.Close()
+	cmd := rootless.Command(mapping, agentEntry, string(arg))
+	cmd.SysProcAttr.Setsid = true
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "agent.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{statusW}
+	sess := &Session{}
+	if o.Attach {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		sess.conn = os.NewFile(uintptr(fds[0]), "attach")
+		child := os.NewFile(uintptr(fds[1]), "attach-child")
+		defer child.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
+		sess.fw = NewFrameWriter(sess.conn)
+	}
+	err = cmd.Start()
+	statusW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	go cmd.Wait() // reap it if this process outlives it
+	var st Started
+	if err := json.NewDecoder(statusR).Decode(&st); err != nil {
+		msg, _ := os.ReadFile(filepath.Join(c.Dir, "agent.log"))
+		return nil, fmt.Errorf("start container %s: the agent failed: %s", c.Name, strings.TrimSpace(string(msg)))
+	}
+	if st.Error != "" {
+		if sess.conn != nil {
+			sess.conn.Close()
+		}
+		return nil, &StartError{Code: st.Code, Msg: st.Error}
+	}
+	sess.Pid = st.Pid
+	return sess, nil
+}
+
+// StartError is a container that did not start; Code is Docker's exit
+// status for it (125, 126 or 127).
+type StartError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
+// ExitCode returns the status roost exits with for err.
+func ExitCode(err error) int {
+	var se *StartError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 125
+}
+
+// AttachIO are the CLI's streams for an attached session.
+type AttachIO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// Stream copies the session's streams until the container exits, and
+// returns its exit status. Stdin is sent when not nil.
+func (sess *Session) Stream(ctx context.Context, o AttachIO) (int, error) {
+	if sess.conn == nil {
+		return 0, errors.New("session is not attached")
+	}
+	defer sess.conn.Close()
+	if o.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := o.Stdin.Read(buf)
+				if n > 0 && sess.fw.WriteFrame(StreamStdin, buf[:n]) != nil {
+					return
+				}
+				if err != nil {
+					sess.fw.WriteFrame(StreamCloseStdin, nil)
+					return
+				}
+			}
+		}()
+	}
+	var buf []byte
+	for {
+		stream, p, err := ReadFrame(sess.conn, buf)
+		if err != nil {
+			return 0, fmt.Errorf("container stream ended without an exit status: %w", err)
+		}
+		buf = p[:0]
+		switch stream {
+		case StreamStdout:
+			o.Stdout.Write(p)
+		case StreamStderr:
+			o.Stderr.Write(p)
+		case StreamExit:
+			if len(p) == 4 {
+				return int(binary.BigEndian.Uint32(p)), nil
+			}
+		}
+	}
+}
+
+// Resize tells the container's terminal its new size.
+func (sess *Session) Resize(rows, cols uint16) {
+	if sess.fw == nil {
+		return
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint16(b[:], rows)
+	binary.BigEndian.PutUint16(b[2:], cols)
+	sess.fw.WriteFrame(StreamResize, b[:])
+}
+
+// request sends one control request to c's agent.
+func (s *Store) request(c *Container, req Request, timeout time.Duration) error {
+	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	if err != nil {
+		if !c.IsActive() {
+			return fmt.Errorf("container %s is not running", c.Name)
+		}
+		return fmt.Errorf("reach the agent of %s: %w", c.Name, err)
+	}
+	defer conn.Close()
+	if timeout > 0 {
+		conn.SetDeadline(time.Now().Add(timeout))
+	}
+	if err := writeJSON(conn, req); err != nil {
+		return err
+	}
+	var rep Reply
+	if err := readJSON(conn, &rep); err != nil {
+		return fmt.Errorf("reach the agent of %s: %w", c.Name, err)
+	}
+	if rep.Error != "" {
+		return fmt.Errorf("%s: %s", c.Name, rep.Error)
+	}
+	return nil
+}
+
+// Kill sends sig to the container's main process.
+func (s *Store) Kill(c *Container, sig syscall.Signal) error {
+	if !c.IsActive() {
+		return fmt.Errorf("container %s is not running (%w)", c.Name, ErrConflict)
+	}
+	return s.request(c, Request{Op: "kill", Signal: int(sig)}, 10*time.Second)
+}
+
+// Stop sends the stop signal, then SIGKILL after timeout seconds, and waits
+// until the container exited. Stopping a stopped container does nothing.
+func (s *Store) Stop(c *Container, timeout int) error {
+	if !c.IsActive() {
+		return nil
+	}
+	sig := syscall.SIGTERM
+	if c.Config.StopSignal != "" {
+		if n, err := ParseSignal(c.Config.StopSignal); err == nil {
+			sig = n
+		}
+	}
+	if timeout < 0 {
+		timeout = 10
+		if c.Config.StopTimeout != nil {
+			timeout = *c.Config.StopTimeout
+		}
+	}
+	err := s.request(c, Request{Op: "stop", Signal: int(sig), Timeout: timeout}, time.Duration(timeout+30)*time.Second)
+	if err != nil && c.IsActive() {
+		return err
+	}
+	return s.Wait(context.Background(), c)
+}
+
+// Wait blocks until the container's agent is gone.
+func (s *Store) Wait(ctx context.Context, c *Container) error {
+	f, err := os.Open(filepath.Join(c.Dir, "agent.lock"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	done := make(chan error, 1)
+	go func() { done <- flock(f, unix.LOCK_SH) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Remove deletes a container that is not running; with force, a running
+// one is killed first. With volumes, its anonymous volumes go too.
+func (s *Store) Remove(c *Container, force, volumes bool) error {
+	if c.IsActive() {
+		if !force {
+			return fmt.Errorf("cannot remove container %s: it is running (%w): stop it first or use -f", c.Name, ErrConflict)
+		}
+		s.request(c, Request{Op: "kill", Signal: int(syscall.SIGKILL)}, 10*time.Second)
+		if err := s.Wait(context.Background(), c); err != nil {
+			return err
+		}
+	}
+	if volumes {
+		for _, m := range c.Mounts {
+			if m.Anonymous {
+				os.RemoveAll(filepath.Dir(m.Source))
+			}
+		}
+	}
+	os.RemoveAll(filepath.Dir(s.socketPath(c.ID)))
+	if err := os.RemoveAll(c.Dir); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// ParseSignal reads a signal name (TERM, SIGTERM) or number.
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	n := unix.SignalNum("SIG" + strings.TrimPrefix(strings.ToUpper(s), "SIG"))
+	if n == 0 {
+		return 0, fmt.Errorf("invalid signal %q", s)
+	}
+	return n, nil
+}
+
+// initSpecFor builds init's spec from a container record.
+func initSpecFor(r *Record, mapping string) InitSpec {
+	spec := InitSpec{
+		Args:            append([]string{r.Path}, r.Args...),
+		Env:             r.Config.Env,
+		Cwd:             r.Config.WorkingDir,
+		User:            r.Config.User,
+		GroupAdd:        r.HostConfig.GroupAdd,
+		Hostname:        r.Config.Hostname,
+		Tty:             r.Config.Tty,
+		ReadOnly:        r.HostConfig.ReadonlyRootfs,
+		Rlimits:         r.HostConfig.Ulimits,
+		CapAdd:          r.HostConfig.CapAdd,
+		CapDrop:         r.HostConfig.CapDrop,
+		Devices:         r.HostConfig.Devices,
+		HostNetwork:     r.HostConfig.NetworkMode == "host",
+		Mapping:         mapping,
+		KeepID:          r.HostConfig.UsernsMode == "keep-id",
+		HostUID:         os.Getuid(),
+		HostGID:         os.Getgid(),
+		NoNewPrivileges: hasOpt(r.HostConfig.SecurityOpt, "no-new-privileges"),
+	}
+	if r.Path == "" {
+		spec.Args = nil
+	}
+	for _, m := range r.Mounts {
+		im := InitMount{Type: "bind", Source: m.Source, Destination: m.Destination, ReadOnly: !m.RW, Options: m.Options}
+		if m.Type == "tmpfs" {
+			im.Type = "tmpfs"
+		}
+		spec.Mounts = append(spec.Mounts, im)
+	}
+	return spec
+}
+
+func hasOpt(opts []string, want string) bool {
+	for _, o := range opts {
+		if o == want || o == want+"=true" || o == want+":true" {
+			return true
+		}
+	}
+	return false
+}
+
+// writeEtcFiles writes the container's hosts, hostname and resolv.conf.
+func (s *Store) writeEtcFiles(c *Container) error {
+	host := c.HostConfig.NetworkMode == "host"
+	hostname := c.Config.Hostname
+	if host {
+		hostname, _ = os.Hostname()
+	}
+	var hosts strings.Builder
+	if host {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts.Write(b)
+		}
+	} else {
+		hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+		fmt.Fprintf(&hosts, "127.0.1.1\t%s\n", hostname)
+	}
+	for _, h := range c.HostConfig.ExtraHosts {
+		if name, ip, ok := strings.Cut(h, ":"); ok {
+			fmt.Fprintf(&hosts, "%s\t%s\n", ip, name)
+		}
+	}
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		resolv = nil
+	}
+	if len(c.HostConfig.DNS) > 0 {
+		var b strings.Builder
+		for _, d := range c.HostConfig.DNS {
+			fmt.Fprintf(&b, "nameserver %s\n", d)
+		}
+		resolv = []byte(b.String())
+	}
+	for name, data := range map[string][]byte{"hosts": []byte(hosts.String()), "hostname": []byte(hostname + "\n"), "resolv.conf": resolv} {
+		if err := os.WriteFile(filepath.Join(c.Dir, name), data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package container
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// CLI ↔ agent, at start: the CLI passes the agent two descriptors.
+//
+//   - a status pipe (agent → CLI): exactly one JSON Started message once the
+//     container's command was exec'd, or failed to be.
+//   - with attach, one end of a socket pair that carries Frames both ways:
+//     stdin, resize and close from the CLI; stdout, stderr and finally exit
+//     from the agent.
+//
+// CLI ↔ agent, later: the control socket <runroot>/<id>/ctl.sock takes one
+// JSON Request per connection and answers one JSON Reply.
+//
+// agent ↔ init: the agent passes init a JSON InitSpec on a pipe (fd 3), and an
+// exec-status pipe (fd 4) that init closes by exec'ing (success) or writes one
+// JSON ExecError to; with a terminal, a socket (fd 5) over which init sends
+// the pty master with SCM_RIGHTS.
+
+// Started is the agent's report on starting a container.
+type Started struct {
+	Pid int `json:"pid,omitempty"`
+	// Error, when set, says why the command did not start; Code is then the
+	// exit status roost exits with (125, 126 or 127).
+	Error string `json:"error,omitempty"`
+	Code  int    `json:"code,omitempty"`
+}
+
+// ExecError is init's report that it could not run the command.
+type ExecError struct {
+	Message string `json:"message"`
+	Code    int    `json:"code"`
+}
+
+// Request is a control-socket request.
+type Request struct {
+	// Op is "kill" (send Signal) or "stop" (Signal, then SIGKILL after Timeout seconds).
+	Op      string `json:"op"`
+	Signal  int    `json:"signal,omitempty"`
+	Timeout int    `json:"timeout,omitempty"`
+}
+
+// Reply is the answer to a Request.
+type Reply struct {
+	Error string `json:"error,omitempty"`
+}
+
+// Frame streams.
+const (
+	StreamStdin  = 0
+	StreamStdout = 1
+	StreamStderr = 2
+	// StreamExit carries the container's exit status as 4 bytes, big endian.
+	StreamExit = 3
+	// StreamResize carries rows and columns, 2 bytes each, big endian.
+	StreamResize = 4
+	// StreamCloseStdin says the CLI's stdin reached its end.
+	StreamCloseStdin = 5
+)
+
+// A frame is an 8-byte header — stream, three zero bytes, payload length
+// (big endian uint32) — and the payload, as Docker's attach streams.
+
+const maxFrame = 1 << 20
+
+// FrameWriter writes frames; it is safe for concurrent use.
+type FrameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewFrameWriter returns a FrameWriter on w.
+func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+
+// WriteFrame writes one frame (or several, for payloads over 1 MiB).
+func (fw *FrameWriter) WriteFrame(stream byte, p []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	for {
+		n := len(p)
+		if n > maxFrame {
+			n = maxFrame
+		}
+		var hdr [8]byte
+		hdr[0] = stream
+		binary.BigEndian.PutUint32(hdr[4:], uint32(n))
+		if _, err := fw.w.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := fw.w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
+}
+
+// ReadFrame reads one frame from r into buf (grown as needed).
+func ReadFrame(r io.Reader, buf []byte) (stream byte, payload []byte, err error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[4:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("read frame: length %d over %d", n, maxFrame)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return hdr[0], buf, nil
+}
+
+// frameStream adapts one stream of a FrameWriter to an io.Writer.
+type frameStream struct {
+	fw     *FrameWriter
+	stream byte
+}
+
+func (s frameStream) Write(p []byte) (int, error) {
+	if err := s.fw.WriteFrame(s.stream, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
+func readJSON(r io.Reader, v any) error {
+	err := json.NewDecoder(r).Decode(v)
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,441 @@
+package container
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotFound is returned (wrapped) for an unknown container.
+var ErrNotFound = errors.New("no such container")
+
+// ErrConflict is returned (wrapped) when a name is taken or a container is in
+// a state that forbids the operation.
+var ErrConflict = errors.New("conflict")
+
+// Config is what runs, in Docker's terms.
+type Config struct {
+	Hostname     string
+	Domainname   string
+	User         string
+	AttachStdin  bool
+	AttachStdout bool
+	AttachStderr bool
+	ExposedPorts map[string]struct{} `json:",omitempty"`
+	Tty          bool
+	OpenStdin    bool
+	StdinOnce    bool
+	Env          []string
+	Cmd          []string
+	Image        string
+	Volumes      map[string]struct{} `json:",omitempty"`
+	WorkingDir   string
+	Entrypoint   []string
+	Labels       map[string]string
+	StopSignal   string `json:",omitempty"`
+	StopTimeout  *int   `json:",omitempty"`
+}
+
+// Ulimit is one --ulimit.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
+}
+
+// Device is one --device.
+type Device struct {
+	PathOnHost        string
+	PathInContainer   string
+	CgroupPermissions string
+}
+
+// RestartPolicy is --restart.
+type RestartPolicy struct {
+	Name              string
+	MaximumRetryCount int
+}
+
+// HostConfig is how it runs, in Docker's terms.
+type HostConfig struct {
+	Binds          []string
+	NetworkMode    string
+	AutoRemove     bool
+	RestartPolicy  RestartPolicy
+	ReadonlyRootfs bool
+	CapAdd         []string
+	CapDrop        []string
+	SecurityOpt    []string
+	Ulimits        []Ulimit
+	Tmpfs          map[string]string `json:",omitempty"`
+	GroupAdd       []string
+	Devices        []Device
+	Init           bool
+	UsernsMode     string
+	ExtraHosts     []string
+	DNS            []string `json:"Dns"`
+}
+
+// Mount is one filesystem mounted into the container.
+type Mount struct {
+	Type        string // bind, volume or tmpfs
+	Name        string `json:",omitempty"` // the volume's name
+	Source      string
+	Destination string
+	Mode        string
+	RW          bool
+	// Options are tmpfs mount options (size=, mode=).
+	Options string `json:",omitempty"`
+	// Anonymous volumes go with the container on rm -v.
+	Anonymous bool `json:",omitempty"`
+}
+
+// Record is what the CLI writes about a container.
+type Record struct {
+	ID      string
+	Name    string
+	Created time.Time
+	// Path and Args are the command as exec'd: entrypoint and cmd merged.
+	Path string
+	Args []string
+	// Image is the image ID; ImageName the reference as the user gave it.
+	Image     string
+	ImageName string
+	// Layers are the image's diff IDs, bottom first.
+	Layers     []string
+	Config     Config
+	HostConfig HostConfig
+	Mounts     []Mount
+	// Mapping is the kind of id mapping: full, subid or single.
+	Mapping string
+}
+
+// State is what the agent writes about a running container.
+type State struct {
+	Status     string // created, running, paused, restarting, exited
+	Running    bool
+	Paused     bool
+	Restarting bool
+	OOMKilled  bool
+	Dead       bool
+	Pid        int
+	ExitCode   int
+	Error      string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// AgentPid is the agent's pid, for diagnostics.
+	AgentPid int `json:",omitempty"`
+}
+
+// Container is a record with its current state.
+type Container struct {
+	Record
+	State State
+	// Dir is the container's directory.
+	Dir string
+}
+
+// Store keeps container records under a storage root.
+type Store struct {
+	dir     string
+	runRoot string
+	volumes string
+}
+
+// OpenStore returns the container store under the storage root; runRoot is
+// the runtime directory for sockets.
+func OpenStore(root, runRoot string) (*Store, error) {
+	s := &Store{dir: filepath.Join(root, "containers"), runRoot: runRoot, volumes: filepath.Join(root, "volumes")}
+	for _, d := range []string{s.dir, s.volumes} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("open container store: %w", err)
+		}
+	}
+	if err := os.MkdirAll(runRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("create runtime directory: %w", err)
+	}
+	return s, nil
+}
+
+// Dir is the directory of container id.
+func (s *Store) Dir(id string) string { return filepath.Join(s.dir, id) }
+
+// socketPath is the agent's control socket of container id.
+func (s *Store) socketPath(id string) string { return filepath.Join(s.runRoot, id[:12], "ctl.sock") }
+
+func (s *Store) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, "..", "containers.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock containers: %w", err)
+	}
+	if err := flock(f, unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock containers: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			if err != nil {
+				return os.NewSyscallError("flock", err)
+			}
+			return nil
+		}
+	}
+}
+
+// NewID returns a random container ID: 64 hex digits.
+func NewID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// create writes a new container record. An empty Name gets a random one; a
+// taken name is an error wrapping ErrConflict.
+func (s *Store) create(r *Record) error {
+	if r.Name != "" && !validName.MatchString(r.Name) {
+		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", r.Name)
+	}
+	r.Name = strings.TrimPrefix(r.Name, "/")
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	all, err := s.records()
+	if err != nil {
+		return err
+	}
+	taken := map[string]string{}
+	for _, c := range all {
+		taken[c.Name] = c.ID
+	}
+	if r.Name == "" {
+		for i := 0; ; i++ {
+			r.Name = RandomName(i > 10)
+			if _, ok := taken[r.Name]; !ok {
+				break
+			}
+		}
+	} else if id, ok := taken[r.Name]; ok {
+		return fmt.Errorf("the container name %q is already in use by container %s (%w): remove or rename that container, or choose another name", r.Name, id[:12], ErrConflict)
+	}
+	dir := s.Dir(r.ID)
+	if err := os.MkdirAll(filepath.Join(dir, "rootfs"), 0o700); err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "config.json"), r); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("create container: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes v as JSON to p: temp file, fsync, rename.
+func writeFileAtomic(p string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+func readRecord(dir string) (*Record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read container %s: %w", filepath.Base(dir), err)
+	}
+	return &r, nil
+}
+
+func (s *Store) records() ([]*Record, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	var out []*Record
+	for _, e := range ents {
+		if !e.IsDir() || len(e.Name()) != 64 {
+			continue
+		}
+		r, err := readRecord(filepath.Join(s.dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // being created or removed
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// List returns every container with its current state, newest first.
+func (s *Store) List() ([]*Container, error) {
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Container, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, s.withState(r))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+// Get finds a container by full ID, name, or unique ID prefix.
+func (s *Store) Get(ref string) (*Container, error) {
+	ref = strings.TrimPrefix(ref, "/")
+	if len(ref) == 64 {
+		if r, err := readRecord(s.Dir(ref)); err == nil {
+			return s.withState(r), nil
+		}
+	}
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Name == ref {
+			return s.withState(r), nil
+		}
+	}
+	var found *Record
+	for _, r := range recs {
+		if ref != "" && strings.HasPrefix(r.ID, ref) {
+			if found != nil {
+				return nil, fmt.Errorf("container ID prefix %q is ambiguous: give more characters", ref)
+			}
+			found = r
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	return s.withState(found), nil
+}
+
+// withState reads the container's state and corrects it when its agent died.
+func (s *Store) withState(r *Record) *Container {
+	c := &Container{Record: *r, Dir: s.Dir(r.ID)}
+	b, err := os.ReadFile(filepath.Join(c.Dir, "state.json"))
+	if err == nil {
+		json.Unmarshal(b, &c.State)
+	}
+	if c.State.Status == "" {
+		c.State.Status = "created"
+	}
+	if (c.State.Running || c.State.Status == "running" || c.State.Status == "restarting" || c.State.Paused) && !agentAlive(c.Dir) {
+		c.State.Status = "exited"
+		c.State.Running, c.State.Paused, c.State.Restarting = false, false, false
+		c.State.Pid = 0
+		if c.State.ExitCode == 0 {
+			c.State.ExitCode = 255
+		}
+		if c.State.Error == "" {
+			c.State.Error = "the container's agent died (killed, or the machine restarted)"
+		}
+		if c.State.FinishedAt.IsZero() {
+			if fi, err := os.Stat(filepath.Join(c.Dir, "agent.lock")); err == nil {
+				c.State.FinishedAt = fi.ModTime().UTC()
+			}
+		}
+	}
+	return c
+}
+
+// agentAlive reports whether an agent holds the container's lock.
+func agentAlive(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "agent.lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil
+}
+
+// IsActive reports whether the container's agent is running.
+func (c *Container) IsActive() bool { return agentAlive(c.Dir) }
+
+// Rename gives a container a new name.
+func (s *Store) Rename(ref, name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name)
+	}
+	name = strings.TrimPrefix(name, "/")
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := s.Get(ref)
+	if err != nil {
+		return err
+	}
+	recs, err := s.records()
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Name == name {
+			return fmt.Errorf("the container name %q is already in use by container %s (%w)", name, r.ID[:12], ErrConflict)
+		}
+	}
+	c.Record.Name = name
+	return writeFileAtomic(filepath.Join(c.Dir, "config.json"), &c.Record)
+}
+
+// writeState records st for container dir.
+func writeState(dir string, st *State) error {
+	return writeFileAtomic(filepath.Join(dir, "state.json"), st)
+}
+
+// ImagesInUse returns the image IDs of every container.
+func (s *Store) ImagesInUse() (map[string][]string, error) {
+	recs, err := s.records()
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]string{}
+	for _, r := range recs {
+		m[r.Image] = append(m[r.Image], r.ID)
+	}
+	return m, nil
+}

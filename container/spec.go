@@ -1,0 +1,42 @@
+package container
+
+// InitSpec is what the agent tells init (see protocol.go).
+type InitSpec struct {
+	// Rootfs is the union mountpoint to pivot into.
+	Rootfs string
+	// Args is the command; Args[0] is looked up in the container's PATH.
+	Args []string
+	Env  []string
+	Cwd  string
+	// User is Docker's -u: user[:group], names or ids.
+	User     string
+	GroupAdd []string
+	Hostname string
+	Tty      bool
+	ReadOnly bool
+	Mounts   []InitMount
+	// EtcFiles maps /etc/hosts, /etc/hostname, /etc/resolv.conf to the host
+	// files bind-mounted over them.
+	EtcFiles        map[string]string
+	Rlimits         []Ulimit
+	CapAdd, CapDrop []string
+	NoNewPrivileges bool
+	Devices         []Device
+	// HostNetwork is set for --network host: init leaves networking alone.
+	HostNetwork bool
+	// Mapping is the id mapping kind: full, subid or single. With single,
+	// a non-root user runs in a nested user namespace that maps it to root.
+	Mapping string
+	// KeepID runs the command as the caller's own uid and gid.
+	KeepID           bool
+	HostUID, HostGID int
+}
+
+// InitMount is one bind or tmpfs mount.
+type InitMount struct {
+	Type        string // bind or tmpfs
+	Source      string
+	Destination string
+	ReadOnly    bool
+	Options     string
+}
