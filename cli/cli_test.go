@@ -107,7 +107,8 @@ func TestErrorsAreOneLine(t *testing.T) {
 		{"unknown image rmi", []string{"rmi", "nosuch:1"}, "no such image"},
 		{"save unwritable", []string{"save", "-o", "/proc/nope/x.tar", "busybox"}, "save to /proc/nope/x.tar"},
 		{"save unknown", []string{"save", "-o", filepath.Join(root, "x.tar"), "busybox"}, "no such image"},
-		{"planned", []string{"run", "busybox"}, "not implemented yet"},
+		{"planned", []string{"pull", "busybox"}, "not implemented yet"},
+		{"run unknown image", []string{"run", "--rm", "nosuch"}, "unable to find image"},
 		{"wrong args", []string{"tag", "a"}, "exactly two"},
 		{"bad format", []string{"images", "--format", "{{.Nope"}, "template"},
 	} {

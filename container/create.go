@@ -472,4 +472,3 @@ func unwrap(err error) error {
 	}
 	return err
 }
-

@@ -505,4 +505,3 @@ var rlimitNames = map[string]int{
 	"rtprio": unix.RLIMIT_RTPRIO, "rttime": unix.RLIMIT_RTTIME, "sigpending": unix.RLIMIT_SIGPENDING,
 	"stack": unix.RLIMIT_STACK, "as": unix.RLIMIT_AS,
 }
-
