@@ -12,7 +12,9 @@ import (
 	"os"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/roost-containers/roost/config"
+	"github.com/roost-containers/roost/container"
 	"github.com/roost-containers/roost/layers"
 	"github.com/urfave/cli/v2"
 )
@@ -216,9 +218,26 @@ func envOf(c *cli.Context) *env {
 	return c.App.Metadata["env"].(*env)
 }
 
-// openStore opens the image store the configuration names.
+// openStore opens the image store the configuration names; images that
+// containers use are protected from removal.
 func openStore(c *cli.Context) (*layers.Store, error) {
-	return layers.Open(envOf(c).cfg.Root)
+	e := envOf(c)
+	s, err := layers.Open(e.cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	s.InUse = func(id v1.Hash) []string {
+		cs, err := container.OpenStore(e.cfg.Root, e.cfg.RunRoot)
+		if err != nil {
+			return nil
+		}
+		m, err := cs.ImagesInUse()
+		if err != nil {
+			return nil
+		}
+		return m[id.String()]
+	}
+	return s, nil
 }
 
 // usageError is a wrong use of a command: Docker's "requires exactly 1 argument".

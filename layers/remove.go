@@ -77,6 +77,16 @@ func (s *Store) remove(ref string, force bool) (*RemoveResult, error) {
 			remaining++
 		}
 	}
+	var users []string
+	if s.InUse != nil {
+		users = s.InUse(img.ID)
+	}
+	if remaining == 0 && len(users) > 0 {
+		if !force {
+			return nil, fmt.Errorf("unable to remove %s: container %s is using it (%w): remove the container first or use -f", ref, users[0][:min(12, len(users[0]))], ErrConflict)
+		}
+		remaining = 1 // untag only: the container keeps the image
+	}
 	if len(res.Untagged) > 0 {
 		if err := s.writeTags(tf); err != nil {
 			return nil, err
@@ -118,7 +128,7 @@ func (s *Store) Prune(all bool) (*PruneResult, error) {
 	}
 	changed := false
 	for _, img := range imgs {
-		if len(img.Tags) > 0 && !all {
+		if len(img.Tags) > 0 && !all || s.InUse != nil && len(s.InUse(img.ID)) > 0 {
 			continue
 		}
 		for _, t := range img.Tags {

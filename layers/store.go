@@ -26,6 +26,9 @@ var ErrCorrupt = errors.New("content does not match its digest")
 // to call from many processes at once.
 type Store struct {
 	root string
+	// InUse, when set, names the containers that use an image; images in
+	// use are removed only with force, and then only untagged.
+	InUse func(id v1.Hash) []string
 }
 
 // Open returns the store at root, creating its directories when missing.
