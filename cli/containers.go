@@ -288,7 +288,7 @@ func startCommand() *cli.Command {
 					return err
 				}
 				return nil
-			}, true)
+			}, !attach)
 		},
 	}
 }

@@ -114,18 +114,23 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		lowers = append(lowers, fuse.Lower{Tar: l.Tar, Index: idx})
 	}
 	rootfs := filepath.Join(a.spec.Dir, "rootfs")
-	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: filepath.Join(a.spec.Dir, "diff")})
+	writable := filepath.Join(a.spec.Dir, "diff")
+	if err := a.nestedUser(writable, lowers); err != nil {
+		return 125, err
+	}
+	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable})
 	if err != nil {
 		return 0, err
 	}
-	defer m.Unmount()
 	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
 	if err != nil {
+		unmount(m)
 		return 0, err
 	}
 	code, err := a.start(rootfs)
 	if err != nil {
 		a.log.close()
+		unmount(m)
 		a.finish(code, err.Error())
 		return code, err
 	}
@@ -138,19 +143,59 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
 	a.finish(code, "")
-	if a.attach != nil {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(code))
-		a.attach.WriteFrame(StreamExit, b[:])
-	}
-	m.Unmount()
+	unmount(m)
 	if a.spec.AutoRemove {
 		for _, v := range a.spec.RemoveVolumes {
 			os.RemoveAll(v)
 		}
 		os.RemoveAll(a.spec.Dir)
 	}
+	// Last, so that a foreground `run --rm` returns when all is gone.
+	if a.attach != nil {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(code))
+		a.attach.WriteFrame(StreamExit, b[:])
+	}
 	return code, nil
+}
+
+// unmount unmounts the union, but does not wait long: the agent's exit ends
+// its mount namespace, and the mount with it, in any case.
+func unmount(m *fuse.Mount) {
+	done := make(chan error, 1)
+	go func() { done <- m.Unmount() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "roost agent:", err)
+		}
+	case <-time.After(3 * time.Second):
+		fmt.Fprintln(os.Stderr, "roost agent: unmount did not finish in 3s; exiting ends the mount")
+	}
+}
+
+// nestedUser decides whether the command runs in a user namespace nested in
+// the agent's: where this namespace has a single id (no subuid range) a
+// non-root -u cannot be mapped, and --userns=keep-id wants the caller's own
+// uid; both get a namespace whose only id is that user, mapped onto root
+// here, so that it owns the image's files as root does. Init then creates
+// the container's namespaces as the owner of the nested user namespace.
+func (a *agent) nestedUser(writable string, lowers []fuse.Lower) error {
+	in := &a.spec.Init
+	in.NestedUID, in.NestedGID = -1, -1
+	switch {
+	case in.KeepID:
+		in.NestedUID, in.NestedGID = in.HostUID, in.HostGID
+	case in.Mapping == "single" && in.User != "":
+		u, err := lookupUser(in.User, func(p string) ([]byte, error) { return imageFile(writable, lowers, p) })
+		if err != nil {
+			return &initError{code: 125, err: fmt.Errorf("user %q: %w", in.User, err)}
+		}
+		if u.Uid != 0 || u.Gid != 0 {
+			in.NestedUID, in.NestedGID = u.Uid, u.Gid
+		}
+	}
+	return nil
 }
 
 // finish records the final state.
@@ -196,6 +241,18 @@ func (a *agent) start(rootfs string) (int, error) {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	if init.NestedUID >= 0 {
+		// The user runs as the only id of a user namespace of its own,
+		// mapped onto this namespace's root (see nestedUser).
+		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWUSER
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: init.NestedUID, HostID: 0, Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: init.NestedGID, HostID: 0, Size: 1}}
+		// Init is not root there, so exec would drop the capabilities it
+		// needs to set up the container: carry them as ambient ones.
+		for c := 0; c <= unix.CAP_CHECKPOINT_RESTORE; c++ {
+			cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, uintptr(c))
+		}
+	}
 	cmd.ExtraFiles = []*os.File{specR, statusW}
 	var consoleParent *os.File
 	var stdout, stderr *os.File

@@ -54,10 +54,17 @@ func initContainer() error {
 	}
 	specFile.Close()
 	unix.CloseOnExec(4)
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+	// In a nested user namespace the kernel already made the inherited
+	// mounts slaves, and refuses to change them.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil && spec.NestedUID < 0 {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
 	root := spec.Rootfs
+	// A mount of this namespace's own: pivot_root refuses the union's mount
+	// where a nested user namespace inherited it locked.
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind the root: %w", err)
+	}
 	if err := mountSystem(root, &spec); err != nil {
 		return err
 	}
@@ -209,7 +216,7 @@ func mountSystem(root string, spec *InitSpec) error {
 		}
 	}
 	ptsOpts := "newinstance,ptmxmode=0666,mode=0620"
-	if spec.Mapping != "single" {
+	if spec.Mapping != "single" && spec.NestedUID < 0 {
 		ptsOpts += ",gid=5"
 	}
 	if err := mnt("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsOpts); err != nil {
@@ -450,15 +457,18 @@ func resolveUser(spec *InitSpec) (*user.ExecUser, error) {
 	return u, nil
 }
 
-// switchUser sets the groups, gid and uid. Where the namespace has only one
-// id (no subuid range), a non-root user gets a nested user namespace in
-// which it is the only id, mapped to the outer root.
+// switchUser sets the groups, gid and uid. In a nested user namespace (see
+// agent.nestedUser) the ids are already the user's: only the capabilities
+// go.
 func switchUser(u *user.ExecUser, spec *InitSpec) error {
+	if spec.NestedUID >= 0 {
+		if u.Uid != spec.NestedUID || u.Gid != spec.NestedGID {
+			return failf(125, "user %q is %d:%d inside, but this container was prepared for %d:%d", spec.User, u.Uid, u.Gid, spec.NestedUID, spec.NestedGID)
+		}
+		return dropAllCapabilities()
+	}
 	if u.Uid == 0 && u.Gid == 0 && len(u.Sgids) == 0 {
 		return nil
-	}
-	if spec.Mapping == "single" || spec.KeepID {
-		return nestedUser(u)
 	}
 	if denied, _ := os.ReadFile("/proc/self/setgroups"); !strings.HasPrefix(string(denied), "deny") {
 		if err := unix.Setgroups(u.Sgids); err != nil {
@@ -474,22 +484,10 @@ func switchUser(u *user.ExecUser, spec *InitSpec) error {
 	return nil
 }
 
-// nestedUser enters a new user namespace that maps u's ids onto the current
-// root, and drops every capability there.
-func nestedUser(u *user.ExecUser) error {
-	if err := unix.Unshare(unix.CLONE_NEWUSER); err != nil {
-		return failf(125, "run as user %d: new user namespace: %w", u.Uid, err)
-	}
-	if err := os.WriteFile("/proc/self/setgroups", []byte("deny"), 0); err != nil {
-		return failf(125, "run as user %d: %w", u.Uid, err)
-	}
-	if err := os.WriteFile("/proc/self/uid_map", []byte(fmt.Sprintf("%d 0 1", u.Uid)), 0); err != nil {
-		return failf(125, "run as user %d: %w", u.Uid, err)
-	}
-	if err := os.WriteFile("/proc/self/gid_map", []byte(fmt.Sprintf("%d 0 1", u.Gid)), 0); err != nil {
-		return failf(125, "run as user %d: %w", u.Uid, err)
-	}
-	// Now uid is u.Uid; as a non-root user it keeps no capabilities.
+// dropAllCapabilities leaves a non-root user of a nested namespace with no
+// capabilities, as setuid would have.
+func dropAllCapabilities() error {
+	unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capset(&hdr, &data[0]); err != nil {

@@ -169,8 +169,16 @@ func OpenStore(root, runRoot string) (*Store, error) {
 // Dir is the directory of container id.
 func (s *Store) Dir(id string) string { return filepath.Join(s.dir, id) }
 
-// socketPath is the agent's control socket of container id.
-func (s *Store) socketPath(id string) string { return filepath.Join(s.runRoot, id[:12], "ctl.sock") }
+// socketPath is the agent's control socket of container id. Unix socket
+// paths are limited to 108 bytes: a runtime directory too deep for that
+// gives way to a short one under the temp directory.
+func (s *Store) socketPath(id string) string {
+	p := filepath.Join(s.runRoot, id[:12], "ctl.sock")
+	if len(p) < 100 {
+		return p
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("roost-%d", os.Getuid()), "s", id[:12], "ctl.sock")
+}
 
 func (s *Store) lock() (func(), error) {
 	f, err := os.OpenFile(filepath.Join(s.dir, "..", "containers.lock"), os.O_RDWR|os.O_CREATE, 0o600)

@@ -30,6 +30,9 @@ type InitSpec struct {
 	// KeepID runs the command as the caller's own uid and gid.
 	KeepID           bool
 	HostUID, HostGID int
+	// NestedUID and NestedGID, when not -1, are the ids init runs as in a
+	// user namespace nested in the agent's (set by the agent).
+	NestedUID, NestedGID int
 }
 
 // InitMount is one bind or tmpfs mount.

@@ -1,0 +1,498 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runImage imports a busybox root filesystem with every applet linked, an
+// /etc/passwd with root, www-data (33) and nobody, and CMD sh; it returns
+// the image reference.
+func runImage(t *testing.T, e *roostEnv) string {
+	t.Helper()
+	es := busyboxEntries(t)
+	out, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox --list: %v", err)
+	}
+	have := map[string]bool{}
+	for _, en := range es {
+		have[en.name] = true
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if !have["bin/"+a] && a != "busybox" {
+			es = append(es, entry{name: "bin/" + a, typ: tar.TypeSymlink, linkname: "busybox"})
+		}
+	}
+	es = append(es,
+		entry{name: "etc/passwd", body: "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n"},
+		entry{name: "etc/group", body: "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n"},
+		entry{name: "var/", typ: tar.TypeDir},
+		entry{name: "var/www/", typ: tar.TypeDir, uid: 33, gid: 33},
+		entry{name: "root/", typ: tar.TypeDir, mode: 0o700},
+	)
+	p := e.path("runimage.tar")
+	writeTar(t, p, es)
+	e.importTar(p, "busybox", "--change", `CMD ["sh"]`)
+	return "busybox"
+}
+
+// containerState reads `inspect` of a container.
+type containerState struct {
+	ID    string `json:"Id"`
+	Name  string
+	State struct {
+		Status   string
+		Running  bool
+		Pid      int
+		ExitCode int
+		Error    string
+	}
+	Config struct {
+		Env        []string
+		WorkingDir string
+		User       string
+		Hostname   string
+	}
+	Mounts []struct {
+		Type, Name, Source, Destination string
+		RW                              bool
+	}
+}
+
+func (e *roostEnv) inspectContainer(ref string) containerState {
+	e.t.Helper()
+	out := e.ok("container", "inspect", ref)
+	var got []containerState
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 {
+		e.t.Fatalf("container inspect %s: %v\n%s", ref, err, out)
+	}
+	return got[0]
+}
+
+// agentPid reads the pid of a container's agent from its state file.
+func (e *roostEnv) agentPid(id string) int {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.Root, "containers", id, "state.json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var st struct{ AgentPid int }
+	json.Unmarshal(b, &st)
+	if st.AgentPid == 0 {
+		e.t.Fatalf("state of %s names no agent pid: %s", id, b)
+	}
+	return st.AgentPid
+}
+
+// roostProcesses lists this user's processes running the roost binary
+// (agents and container inits), by pid.
+func roostProcesses(t *testing.T) []string {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		st, err := os.Stat("/proc/" + d.Name())
+		if err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != os.Getuid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if bytes.HasPrefix(cmdline, []byte("container-")) {
+			out = append(out, d.Name()+":"+string(bytes.ReplaceAll(cmdline, []byte{0}, []byte(" "))))
+		}
+	}
+	return out
+}
+
+// waitGone waits until no roost agent or init of this user is left.
+func waitGone(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := roostProcesses(t)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left behind: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRunForeground(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	if out := e.ok("run", "--rm", img, "echo", "hello"); out != "hello\n" {
+		t.Errorf("run echo hello printed %q", out)
+	}
+	r := e.run("run", "--rm", img, "sh", "-c", "echo out; echo err >&2; exit 3")
+	if r.code != 3 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("want exit 3, out and err on their streams; got %s", r)
+	}
+	r = e.runIn(strings.NewReader("from stdin\n"), "run", "-i", "--rm", img, "cat")
+	if r.code != 0 || r.stdout != "from stdin\n" {
+		t.Errorf("run -i cat: %s", r)
+	}
+	// The container is PID 1 in its own namespaces, with the usual files.
+	out := e.ok("run", "--rm", "--hostname", "box", img, "sh", "-c",
+		`echo pid=$$; hostname; cat /etc/hostname; grep -c box /etc/hosts; test -c /dev/null && echo devnull; test -d /dev/pts && echo pts; test -d /dev/shm && echo shm; test -r /proc/self/status && echo proc; touch /sys/x 2>/dev/null || echo sysro; ip link 2>/dev/null | grep -c UP || true; echo $HOME $PATH`)
+	for _, want := range []string{"pid=1\n", "box\nbox\n1\n", "devnull\n", "pts\n", "shm\n", "proc\n", "sysro\n", "/root /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("container view lacks %q:\n%s", want, out)
+		}
+	}
+	if ids := strings.TrimSpace(e.ok("ps", "-a", "-q")); ids != "" {
+		t.Errorf("run --rm left containers: %q", ids)
+	}
+	waitGone(t)
+}
+
+func TestRunErrors(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	e.ok("run", "-d", "--name", "taken", img, "sleep", "60")
+	t.Cleanup(func() { e.run("rm", "-f", "taken") })
+	before := e.ok("ps", "-a", "-q", "--no-trunc")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"not found", []string{"run", "--rm", img, "nosuchcommand"}, 127, "not found"},
+		{"not executable", []string{"run", "--rm", img, "/etc/passwd"}, 126, "permission denied"},
+		{"unknown image", []string{"run", "--rm", "nosuchimage"}, 125, "unable to find image"},
+		{"duplicate name", []string{"run", "--name", "taken", img, "true"}, 125, "already in use"},
+		{"bad volume spec", []string{"run", "--rm", "-v", "a:b:c:d", img, "true"}, 125, "invalid volume specification"},
+		{"relative destination", []string{"run", "--rm", "-v", "/tmp:rel", img, "true"}, 125, "absolute path"},
+		{"missing bind source", []string{"run", "--rm", "-v", "/no/such/dir:/x", img, "true"}, 125, "does not exist"},
+		{"bad user", []string{"run", "--rm", "-u", "nosuchuser", img, "true"}, 125, "nosuchuser"},
+		{"bad ulimit", []string{"run", "--rm", "--ulimit", "nofile=abc", img, "true"}, 125, "ulimit"},
+		{"unknown ulimit", []string{"run", "--rm", "--ulimit", "bogus=1:2", img, "true"}, 125, "ulimit"},
+		{"bad capability", []string{"run", "--rm", "--cap-add", "NOPE", img, "true"}, 125, "capability"},
+		{"stop unknown", []string{"stop", "nosuchcontainer"}, 125, "no such container"},
+		{"rm unknown", []string{"rm", "nosuchcontainer"}, 125, "no such container"},
+		{"kill unknown", []string{"kill", "nosuchcontainer"}, 125, "no such container"},
+		{"logs unknown", []string{"logs", "nosuchcontainer"}, 125, "no such container"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.run(tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("want exit %d, got %s", tc.code, r)
+			}
+			line, rest, _ := strings.Cut(r.stderr, "\n")
+			if rest != "" || !strings.Contains(line, tc.want) {
+				t.Errorf("want one line on stderr containing %q, got %s", tc.want, r)
+			}
+		})
+	}
+	if after := e.ok("ps", "-a", "-q", "--no-trunc"); after != before {
+		t.Errorf("failed runs left containers:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+func TestDetachedLifecycle(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	site := e.path("site")
+	os.MkdirAll(site, 0o755)
+	os.WriteFile(filepath.Join(site, "index.html"), []byte("hi\n"), 0o644)
+	envFile := e.path("f.env")
+	os.WriteFile(envFile, []byte("# comment\nFROMFILE=yes\n"), 0o644)
+	id := strings.TrimSpace(e.ok("run", "-d", "--name", "web", "-e", "A=1", "--env-file", envFile,
+		"-v", site+":/srv:ro", "-v", "data:/var/lib/x", "-w", "/srv", "--label", "k=v",
+		img, "sh", "-c", `echo started; env | grep -E '^(A|FROMFILE)='; cat index.html; touch /srv/x 2>/dev/null || echo srv-ro; echo kept > /var/lib/x/f; trap 'echo got-hup' HUP; while true; do sleep 0.1; done`))
+	if !isHex(id, 64) {
+		t.Fatalf("run -d printed %q, want a container ID", id)
+	}
+	st := e.inspectContainer("web")
+	if st.ID != id || st.State.Status != "running" || !st.State.Running || st.State.Pid == 0 || st.Config.WorkingDir != "/srv" {
+		t.Errorf("inspect = %+v", st)
+	}
+	if out := e.ok("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "web"); out != "running 0\n" {
+		t.Errorf("inspect --format = %q", out)
+	}
+	ps := e.ok("ps")
+	if !strings.HasPrefix(ps, "CONTAINER ID   IMAGE") || !strings.Contains(ps, id[:12]) || !strings.Contains(ps, "Up ") || !strings.Contains(ps, "web") {
+		t.Errorf("ps:\n%s", ps)
+	}
+	for _, h := range []string{"CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"} {
+		if !strings.Contains(strings.Split(ps, "\n")[0], h) {
+			t.Errorf("ps header lacks %s", h)
+		}
+	}
+	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "web"), "srv-ro") })
+	e.ok("kill", "-s", "HUP", "web")
+	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "web"), "got-hup") })
+	logs := e.ok("logs", "web")
+	for _, want := range []string{"started\n", "A=1\n", "FROMFILE=yes\n", "hi\n", "srv-ro\n"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	if out := e.ok("logs", "--tail", "1", "web"); out != "got-hup\n" {
+		t.Errorf("logs --tail 1 = %q", out)
+	}
+	if out := e.ok("logs", "-t", "--tail", "1", "web"); !strings.HasSuffix(out, " got-hup\n") || !strings.HasPrefix(out, time.Now().UTC().Format("2006-01-02T")) {
+		t.Errorf("logs -t = %q", out)
+	}
+	if out := e.ok("logs", "--since", "1h", "web"); !strings.Contains(out, "started") {
+		t.Errorf("logs --since 1h = %q", out)
+	}
+	if out := e.ok("logs", "--until", "1h", "web"); out != "" {
+		t.Errorf("logs --until 1h (an hour ago) = %q", out)
+	}
+	start := time.Now()
+	if out := e.ok("stop", "-t", "1", "web"); out != "web\n" {
+		t.Errorf("stop printed %q", out)
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("stop -t 1 took %v", time.Since(start))
+	}
+	if out := e.ok("wait", "web"); out != "137\n" {
+		t.Errorf("wait = %q, want 137 (killed after the timeout: sh ignores TERM as PID 1)", out)
+	}
+	if out := e.ok("ps", "-a", "--filter", "status=exited", "--filter", "name=web", "--format", "{{.Names}} {{.Status}}"); !strings.HasPrefix(out, "web Exited (137) ") {
+		t.Errorf("ps --filter --format = %q", out)
+	}
+	if out := e.ok("ps", "-q"); out != "" {
+		t.Errorf("ps -q lists a stopped container: %q", out)
+	}
+	e.ok("rename", "web", "web2")
+	e.ok("start", "web2")
+	waitFor(t, func() bool { return e.inspectContainer("web2").State.Status == "running" })
+	if out := e.ok("inspect", "--format", "{{.Name}}", "web2"); out != "/web2\n" {
+		t.Errorf("renamed container's name = %q", out)
+	}
+	e.fails("rm", "web2")
+	e.ok("rm", "-f", "web2")
+	if out := e.ok("ps", "-a", "-q"); out != "" {
+		t.Errorf("rm -f left %q", out)
+	}
+	// The named volume outlives the container.
+	if out := e.ok("run", "--rm", "-v", "data:/d", img, "cat", "/d/f"); out != "kept\n" {
+		t.Errorf("named volume content = %q", out)
+	}
+	if out := e.ok("volume", "ls", "-q"); !strings.Contains(out, "data\n") {
+		t.Errorf("volume ls = %q", out)
+	}
+	e.ok("volume", "rm", "data")
+	waitGone(t)
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestCreateStartAttach(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	id := strings.TrimSpace(e.ok("create", "--name", "c1", img, "echo", "from-c1"))
+	if st := e.inspectContainer("c1"); st.ID != id || st.State.Status != "created" {
+		t.Errorf("created container: %+v", st)
+	}
+	if out := e.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}"); out != "c1 Created\n" {
+		t.Errorf("ps -a = %q", out)
+	}
+	if out := e.ok("start", "-a", "c1"); out != "from-c1\n" {
+		t.Errorf("start -a = %q", out)
+	}
+	e.ok("start", "c1")
+	e.ok("wait", "c1")
+	if out := e.ok("logs", "c1"); out != "from-c1\nfrom-c1\n" {
+		t.Errorf("logs after two starts = %q", out)
+	}
+	// An image that a container uses is not removed without -f.
+	e.fails("rmi", img)
+	e.ok("rm", "c1")
+	e.ok("rmi", img)
+}
+
+func TestUsersAndMounts(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	for _, tc := range []struct {
+		user, want string
+	}{
+		{"", "0 0"}, {"33:33", "33 33"}, {"www-data", "33 33"}, {"nobody", "65534 65534"},
+	} {
+		args := []string{"run", "--rm"}
+		if tc.user != "" {
+			args = append(args, "-u", tc.user)
+		}
+		if out := strings.TrimSpace(e.ok(append(args, img, "sh", "-c", "echo $(id -u) $(id -g)")...)); out != tc.want {
+			t.Errorf("-u %q: id = %q, want %q", tc.user, out, tc.want)
+		}
+	}
+	if out := strings.TrimSpace(e.ok("run", "--rm", "--userns=keep-id", img, "id", "-u")); out != strconv.Itoa(os.Getuid()) {
+		t.Errorf("--userns=keep-id: uid %q, want %d", out, os.Getuid())
+	}
+	// Writes to the union stay in the container; the image is unchanged.
+	e.ok("run", "--name", "wr", img, "sh", "-c", "echo new > /etc/os-release")
+	if out := e.ok("run", "--rm", img, "cat", "/etc/os-release"); out != osRelease {
+		t.Errorf("the image changed: %q", out)
+	}
+	if out := e.ok("start", "-a", "wr"); out != "" {
+		t.Errorf("start -a wr printed %q", out)
+	}
+	e.ok("rm", "wr")
+	out := e.ok("run", "--rm", "--read-only", "--tmpfs", "/scratch", "--mount", "type=tmpfs,target=/t2", img, "sh", "-c",
+		"touch /x 2>/dev/null || echo rootro; touch /scratch/x && echo tmpfs; touch /t2/y && echo mount-tmpfs")
+	if out != "rootro\ntmpfs\nmount-tmpfs\n" {
+		t.Errorf("--read-only with tmpfs: %q", out)
+	}
+	if out := e.ok("run", "--rm", "--ulimit", "nofile=256:512", img, "sh", "-c", "ulimit -n; ulimit -Hn"); out != "256\n512\n" {
+		t.Errorf("--ulimit nofile: %q", out)
+	}
+	if out := e.ok("run", "--rm", "--cap-drop", "ALL", img, "sh", "-c", "grep CapEff /proc/self/status"); !strings.Contains(out, "0000000000000000") {
+		t.Errorf("--cap-drop ALL: %q", out)
+	}
+	if out := e.ok("run", "--rm", img, "sh", "-c", "grep CapBnd /proc/self/status"); !strings.Contains(out, "00000000a80425fb") {
+		t.Errorf("default capabilities are not Docker's: %q", out)
+	}
+	if out := e.ok("run", "--rm", "--entrypoint", "echo", img, "a", "b"); out != "a b\n" {
+		t.Errorf("--entrypoint echo: %q", out)
+	}
+	cid := e.path("cid")
+	e.ok("run", "--rm", "--cidfile", cid, img, "true")
+	if b, err := os.ReadFile(cid); err != nil || !isHex(string(b), 64) {
+		t.Errorf("--cidfile: %q %v", b, err)
+	}
+}
+
+func TestTerminal(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	script := needTool(t, "script", "bsdutils")
+	cmd := fmt.Sprintf("%s run -it --rm %s sh -c 'tty; stty size; echo $TERM'", roostBin, img)
+	r := e.exe(nil, script, "-qec", cmd, "/dev/null")
+	if r.code != 0 || !strings.Contains(r.stdout, "/dev/pts/0") || !strings.Contains(r.stdout, "xterm") {
+		t.Errorf("run -it under a terminal: %s", r)
+	}
+	r = e.exe(strings.NewReader("echo typed-$((1+2))\nexit 7\n"), script, "-qec", fmt.Sprintf("%s run -it --rm %s sh", roostBin, img), "/dev/null")
+	if r.code != 7 || !strings.Contains(r.stdout, "typed-3") {
+		t.Errorf("interactive shell over a pty: %s", r)
+	}
+}
+
+func TestParallelRunRm(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	const n = 50
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results[i] = e.run("run", "--rm", img, "true")
+		}(i)
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("run %d: %s", i, r)
+		}
+	}
+	if out := e.ok("ps", "-a", "-q"); out != "" {
+		t.Errorf("containers left: %q", out)
+	}
+	waitGone(t)
+	if ents, _ := os.ReadDir(filepath.Join(e.Runtime, "roost")); len(ents) != 0 {
+		t.Errorf("runtime directory not empty: %d entries", len(ents))
+	}
+}
+
+func TestManyDetached(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	const n = 20
+	for i := 0; i < n; i++ {
+		e.ok("run", "-d", "--name", fmt.Sprintf("d%02d", i), img, "sleep", "300")
+	}
+	if got := len(strings.Fields(e.ok("ps", "-q"))); got != n {
+		t.Errorf("ps lists %d running, want %d", got, n)
+	}
+	args := []string{"stop", "-t", "0"}
+	for i := 0; i < n; i++ {
+		args = append(args, fmt.Sprintf("d%02d", i))
+	}
+	e.ok(args...)
+	if got := e.ok("ps", "-q"); got != "" {
+		t.Errorf("running after stop: %q", got)
+	}
+	args[0], args[1], args[2] = "rm", "-v", "-f"
+	e.ok(args...)
+	if got := e.ok("ps", "-a", "-q"); got != "" {
+		t.Errorf("left after rm: %q", got)
+	}
+	waitGone(t)
+}
+
+func TestAgentKilled(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	id := strings.TrimSpace(e.ok("run", "-d", "--name", "victim", img, "sleep", "300"))
+	ctrPid := e.inspectContainer("victim").State.Pid
+	if err := syscall.Kill(e.agentPid(id), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return e.inspectContainer("victim").State.Status == "exited" })
+	st := e.inspectContainer("victim")
+	if st.State.Running || st.State.Error == "" {
+		t.Errorf("after kill -9 of the agent: %+v", st.State)
+	}
+	waitFor(t, func() bool { return syscall.Kill(ctrPid, 0) != nil })
+	waitGone(t)
+	// A reboot empties the runtime directory: the container stays startable.
+	os.RemoveAll(filepath.Join(e.Runtime, "roost"))
+	if out := e.ok("ps", "-a", "--format", "{{.Names}} {{.State}}"); out != "victim exited\n" {
+		t.Errorf("ps -a = %q", out)
+	}
+	e.ok("start", "victim")
+	waitFor(t, func() bool { return e.inspectContainer("victim").State.Status == "running" })
+	e.ok("rm", "-f", "victim")
+	waitGone(t)
+}
+
+func TestBigOutput(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	// 100 MB in 1,000,000 lines of 100 bytes.
+	line := strings.Repeat("x", 99)
+	r := e.run("run", "--name", "big", img, "sh", "-c", "yes "+line+" | head -n 1000000")
+	if r.code != 0 {
+		t.Fatalf("%s", r.args)
+	}
+	if n := strings.Count(r.stdout, "\n"); n != 1000000 || len(r.stdout) != 100000000 {
+		t.Errorf("run printed %d lines, %d bytes; want 1000000 and 100000000", n, len(r.stdout))
+	}
+	logs := e.ok("logs", "big")
+	if n := strings.Count(logs, "\n"); n != 1000000 {
+		t.Errorf("logs hold %d lines, want 1000000", n)
+	}
+	e.ok("rm", "big")
+}
