@@ -110,9 +110,6 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 		ep := c.String("entrypoint")
 		o.Entrypoint = &ep
 	}
-	if o.Init {
-		return nil, errors.New("--init is not supported yet: it is planned")
-	}
 	ctr, err := cs.Create(o)
 	if err != nil {
 		return nil, err

@@ -98,6 +98,13 @@ func initContainer() error {
 			return err
 		}
 	}
+	var tini *os.File
+	if spec.Init {
+		var err error
+		if tini, err = sealedCopy(); err != nil {
+			return err
+		}
+	}
 	if err := pivot(root); err != nil {
 		return err
 	}
@@ -146,11 +153,12 @@ func initContainer() error {
 			return failf(125, "working directory %s: %w", cwd, err)
 		}
 	}
-	return execCommand(spec.Args, env)
+	return execCommand(spec.Args, env, tini)
 }
 
-// execCommand looks the command up in the container's PATH and execs it.
-func execCommand(args, env []string) error {
+// execCommand looks the command up in the container's PATH and execs it,
+// or with tini set, execs the init that runs it.
+func execCommand(args, env []string, tini *os.File) error {
 	if len(args) == 0 {
 		return failf(125, "no command: the image has no CMD or ENTRYPOINT; give one after the image name")
 	}
@@ -167,6 +175,9 @@ func execCommand(args, env []string) error {
 			return failf(127, "exec %q: executable file not found in $PATH", args[0])
 		}
 		return failf(126, "exec %q: %v", args[0], errors.Unwrap(err))
+	}
+	if tini != nil {
+		return execTini(tini, bin, args, env)
 	}
 	err = unix.Exec(bin, args, env)
 	switch {

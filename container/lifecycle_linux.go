@@ -326,6 +326,7 @@ func initSpecFor(r *Record, mapping string) InitSpec {
 		CapDrop:         r.HostConfig.CapDrop,
 		Devices:         r.HostConfig.Devices,
 		HostNetwork:     r.HostConfig.NetworkMode == "host",
+		Init:            r.HostConfig.Init,
 		Mapping:         mapping,
 		KeepID:          r.HostConfig.UsernsMode == "keep-id",
 		HostUID:         os.Getuid(),

@@ -22,6 +22,8 @@ type InitSpec struct {
 	CapAdd, CapDrop []string
 	NoNewPrivileges bool
 	Devices         []Device
+	// Init runs a minimal init as PID 1 that runs the command.
+	Init bool
 	// HostNetwork is set for --network host: init leaves networking alone.
 	HostNetwork bool
 	// Mapping is the id mapping kind: full, subid or single. With single,

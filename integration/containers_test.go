@@ -376,6 +376,11 @@ func TestUsersAndMounts(t *testing.T) {
 	if out := e.ok("run", "--rm", "--entrypoint", "echo", img, "a", "b"); out != "a b\n" {
 		t.Errorf("--entrypoint echo: %q", out)
 	}
+	// --init: PID 1 is roost's init from a sealed memfd, and the exit status passes through.
+	r := e.run("run", "--rm", "--init", img, "sh", "-c", "readlink /proc/1/exe; echo $$ > /dev/null; echo x > /proc/1/exe 2>/dev/null || echo sealed; exit 4")
+	if r.code != 4 || !strings.Contains(r.stdout, "memfd:roost-init") || !strings.Contains(r.stdout, "sealed") {
+		t.Errorf("--init: %s", r)
+	}
 	cid := e.path("cid")
 	e.ok("run", "--rm", "--cidfile", cid, img, "true")
 	if b, err := os.ReadFile(cid); err != nil || !isHex(string(b), 64) {
