@@ -170,6 +170,7 @@ func runCommand() *cli.Command {
 		ArgsUsage: "IMAGE [COMMAND] [ARG...]",
 		Flags:     flags,
 		Action: func(c *cli.Context) error {
+			container.Trace("cli", "start")
 			is, cs, err := stores(c)
 			if err != nil {
 				return err
@@ -178,6 +179,7 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			container.Trace("cli", "created")
 			return startAndAttach(c, is, cs, ctr, !c.Bool("detach"), c.Bool("interactive"), c.Bool("sig-proxy"))
 		},
 	}

@@ -65,6 +65,7 @@ func runAgent(args []string) int {
 			status = nil
 		}
 	}
+	Trace("agent", "start")
 	var spec AgentSpec
 	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &spec) != nil {
 		report(Started{Error: "internal error: bad agent arguments", Code: 125})
@@ -118,10 +119,12 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	if err := a.nestedUser(writable, lowers); err != nil {
 		return 125, err
 	}
+	Trace("agent", "indexes-read")
 	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable})
 	if err != nil {
 		return 0, err
 	}
+	Trace("agent", "fuse-mounted")
 	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
 	if err != nil {
 		unmount(m)
@@ -134,9 +137,11 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		a.finish(code, err.Error())
 		return code, err
 	}
+	Trace("agent", "started")
 	started(a.state.Pid)
 	ln := a.listen()
 	code = a.wait()
+	Trace("agent", "exited")
 	a.log.close()
 	if ln != nil {
 		ln.Close()
@@ -150,6 +155,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		os.RemoveAll(a.spec.Dir)
 	}
+	Trace("agent", "cleaned-up")
 	// Last, so that a foreground `run --rm` returns when all is gone.
 	if a.attach != nil {
 		var b [4]byte
@@ -236,6 +242,9 @@ func (a *agent) start(rootfs string) (int, error) {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args[0] = initEntry
 	cmd.Env = []string{"ROOST_REEXEC=" + initEntry}
+	if tracing {
+		cmd.Env = append(cmd.Env, "ROOST_TRACE=1")
+	}
 	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP)
 	if !init.HostNetwork {
 		flags |= unix.CLONE_NEWNET

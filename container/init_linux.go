@@ -47,6 +47,7 @@ func runInit(args []string) int {
 }
 
 func initContainer() error {
+	Trace("init", "start")
 	var spec InitSpec
 	specFile := os.NewFile(3, "spec")
 	if err := readJSON(specFile, &spec); err != nil {
@@ -105,6 +106,7 @@ func initContainer() error {
 			return err
 		}
 	}
+	Trace("init", "mounted")
 	if err := pivot(root); err != nil {
 		return err
 	}
@@ -176,6 +178,7 @@ func execCommand(args, env []string, tini *os.File) error {
 		}
 		return failf(126, "exec %q: %v", args[0], errors.Unwrap(err))
 	}
+	Trace("init", "exec")
 	if tini != nil {
 		return execTini(tini, bin, args, env)
 	}

@@ -95,6 +95,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
 		sess.fw = NewFrameWriter(sess.conn)
 	}
+	Trace("cli", "agent-spawn")
 	err = cmd.Start()
 	statusW.Close()
 	if err != nil {
@@ -113,6 +114,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		return nil, &StartError{Code: st.Code, Msg: st.Error}
 	}
 	sess.Pid = st.Pid
+	Trace("cli", "started")
 	return sess, nil
 }
 
@@ -175,6 +177,7 @@ func (sess *Session) Stream(ctx context.Context, o AttachIO) (int, error) {
 		case StreamStderr:
 			o.Stderr.Write(p)
 		case StreamExit:
+			Trace("cli", "exit-frame")
 			if len(p) == 4 {
 				return int(binary.BigEndian.Uint32(p)), nil
 			}

@@ -254,7 +254,10 @@ func (s *Store) create(r *Record) error {
 	return nil
 }
 
-// writeFileAtomic writes v as JSON to p: temp file, fsync, rename.
+// writeFileAtomic writes v as JSON to p: temp file, then rename, so that a
+// reader never sees a torn file. It does not fsync: container records and
+// states are not content addressed, and a start must not wait for the disk
+// (after a power loss a container may show an older state, never a torn one).
 func writeFileAtomic(p string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -265,9 +268,6 @@ func writeFileAtomic(p string, v any) error {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
