@@ -29,7 +29,7 @@ if [ -z "$user" ] || [ "$user" = root ]; then
   id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
 fi
 work=$(mktemp -d /tmp/roost-demo.XXXXXX)
-CGO_ENABLED=0 go build -o "$work/roost" .
+CGO_ENABLED=0 go build -tags urfave_cli_no_docs -o "$work/roost" .
 chmod 0755 "$work"
 chown -R "$user" "$work"
 
