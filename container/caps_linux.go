@@ -105,8 +105,8 @@ func dropCapabilities(add, drop []string) error {
 		data[c/32].Effective |= 1 << (c % 32)
 	}
 	for i := range data {
+		// No inheritable capabilities, as Docker since CVE-2022-24769.
 		data[i].Permitted = data[i].Effective
-		data[i].Inheritable = data[i].Effective
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {

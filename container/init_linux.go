@@ -69,6 +69,7 @@ func initContainer() error {
 	if err := mountSystem(root, &spec); err != nil {
 		return err
 	}
+	Trace("init", "system-mounted")
 	for _, m := range spec.Mounts {
 		if err := mountInto(root, m); err != nil {
 			return err
@@ -84,6 +85,7 @@ func initContainer() error {
 			return fmt.Errorf("mount %s: %w", target, err)
 		}
 	}
+	Trace("init", "etc-mounted")
 	if spec.Hostname != "" && !spec.HostNetwork {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
@@ -110,6 +112,7 @@ func initContainer() error {
 	if err := pivot(root); err != nil {
 		return err
 	}
+	Trace("init", "pivoted")
 	if spec.ReadOnly {
 		if err := remountReadOnly("/"); err != nil {
 			return fmt.Errorf("make the root read-only: %w", err)

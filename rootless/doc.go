@@ -20,9 +20,10 @@
 //     of a pipe and names its descriptor in ROOST_USERNS_SYNC. It runs newuidmap
 //     and newgidmap on the child's pid, then writes one byte; on failure it
 //     closes the pipe without writing and kills the child. The child
-//     (MaybeRunChild) waits for that byte and executes itself once more, so
-//     that it starts again as root of the namespace with full capabilities (the
-//     first exec happened before its uid was mapped, which drops them).
+//     (MaybeRunChild) waits for that byte and goes on as root of the
+//     namespace. Its exec happened before its uid was mapped, which would
+//     drop its capabilities: it keeps them as ambient capabilities, which the
+//     parent asks the Go runtime to raise before that exec.
 //     Without helpers the Go runtime writes the maps before the first exec and
 //     no pipe is used.
 //  3. The child runs the function registered under the entry name with the

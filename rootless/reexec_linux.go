@@ -49,7 +49,7 @@ func MaybeRunChild() {
 		return
 	}
 	if fdStr, ok := os.LookupEnv(envSync); ok {
-		waitForMaps(fdStr) // re-executes; does not return
+		waitForMaps(fdStr)
 	}
 	os.Unsetenv(envEntry)
 	entriesMu.Lock()
@@ -78,9 +78,6 @@ func waitForMaps(fdStr string) {
 		os.Exit(125)
 	}
 	os.Unsetenv(envSync)
-	err = syscall.Exec("/proc/self/exe", os.Args, os.Environ())
-	fmt.Fprintf(os.Stderr, "roost: re-execute in user namespace: %v\n", err)
-	os.Exit(125)
 }
 
 // Cmd runs a registered entry point of this binary in a new user namespace
@@ -133,6 +130,9 @@ func (c *Cmd) Start() error {
 		return nil
 	}
 
+	// The child execs before its uid is mapped, which would drop its
+	// capabilities: it carries them through that exec as ambient ones.
+	c.SysProcAttr.AmbientCaps = allCaps()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("start in user namespace: %w", err)
@@ -147,15 +147,25 @@ func (c *Cmd) Start() error {
 		return fmt.Errorf("start in user namespace: %w", hintUserns(err))
 	}
 	pid := strconv.Itoa(c.Process.Pid)
+	// Both helpers at once: each is a setuid exec of its own.
+	errs := make(chan error, 2)
 	for _, h := range []struct {
 		prog string
 		maps []IDMap
 	}{{"newuidmap", c.Mapping.UIDs}, {"newgidmap", c.Mapping.GIDs}} {
-		out, err := exec.Command(h.prog, append([]string{pid}, helperArgs(h.maps)...)...).CombinedOutput()
-		if err != nil {
+		go func() {
+			out, err := exec.Command(h.prog, append([]string{pid}, helperArgs(h.maps)...)...).CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("write id map with %s: %w: %s (check /etc/subuid and /etc/subgid)", h.prog, err, bytes.TrimSpace(out))
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
 			c.Process.Kill()
 			c.Wait()
-			return fmt.Errorf("write id map with %s: %w: %s (check /etc/subuid and /etc/subgid)", h.prog, err, bytes.TrimSpace(out))
+			return err
 		}
 	}
 	if _, err := w.Write([]byte{0}); err != nil {
@@ -189,6 +199,15 @@ func sysMaps(maps []IDMap) []syscall.SysProcIDMap {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
 	}
 	return out
+}
+
+// allCaps lists every capability the kernel may know.
+func allCaps() []uintptr {
+	caps := make([]uintptr, 0, 41)
+	for c := uintptr(0); c <= 40; c++ {
+		caps = append(caps, c)
+	}
+	return caps
 }
 
 // hintUserns adds what to do to the errors unprivileged user namespaces give
