@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/roost-containers/roost/container"
 	"github.com/roost-containers/roost/fuse"
 	"github.com/roost-containers/roost/layers"
+	"github.com/roost-containers/roost/netns"
 	"github.com/roost-containers/roost/rootless"
 	"github.com/urfave/cli/v2"
 )
@@ -52,6 +54,8 @@ func createFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "mount", Usage: "attach a filesystem mount to the container"},
 		&cli.StringFlag{Name: "name", Usage: "assign a name to the container"},
 		&cli.StringFlag{Name: "network", Aliases: []string{"net"}, Usage: "connect a container to a network: private (default), host or none"},
+		&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/tcp|udp]"},
+		&cli.BoolFlag{Name: "publish-all", Aliases: []string{"P"}, Usage: "publish all exposed ports to free host ports"},
 		&cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull image before running (missing, never)"},
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root filesystem as read only"},
 		&cli.StringFlag{Name: "restart", Value: "no", Usage: "restart policy to apply when a container exits"},
@@ -102,6 +106,7 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 		Interactive: c.Bool("interactive"), Tty: c.Bool("tty"), AutoRemove: c.Bool("rm"),
 		Network: c.String("network"), AddHosts: c.StringSlice("add-host"), DNS: c.StringSlice("dns"),
 		Restart: c.String("restart"), Mapping: mapping.Kind(),
+		Publish: c.StringSlice("publish"), PublishAll: c.Bool("publish-all"),
 	}
 	if o.Network == "" {
 		o.Network = envOf(c).cfg.Network.Default
@@ -552,8 +557,13 @@ func psCommand(cmdName string, aliases ...string) *cli.Command {
 				for _, m := range ctr.Mounts {
 					mounts = append(mounts, m.Name+m.Source)
 				}
+				var ports []string
+				for _, p := range ctr.State.Ports {
+					ports = append(ports, p.String())
+				}
 				row := psRow{
-					ID: id, Image: ctr.ImageName, Command: commandText(ctr, !c.Bool("no-trunc")),
+					Ports: strings.Join(ports, ", "),
+					ID:    id, Image: ctr.ImageName, Command: commandText(ctr, !c.Bool("no-trunc")),
 					CreatedAt: dockerTime(ctr.Created), RunningFor: since(ctr.Created),
 					State: ctr.State.Status, Status: statusText(ctr), Names: ctr.Name,
 					Labels: strings.Join(labels, ","), Mounts: strings.Join(mounts, ","), Networks: ctr.HostConfig.NetworkMode,
@@ -795,7 +805,7 @@ func inspectContainer(ctr *container.Container) *inspectedContainer {
 		ResolvConfPath: ctr.Dir + "/resolv.conf", HostnamePath: ctr.Dir + "/hostname", HostsPath: ctr.Dir + "/hosts",
 		LogPath: ctr.Dir + "/ctr.log", Name: "/" + ctr.Name, Driver: "roost-fuse", Platform: "linux",
 		HostConfig: ctr.HostConfig, Config: ctr.Config, Mounts: []inspectedMount{},
-		NetworkSettings: map[string]any{"Ports": map[string]any{}},
+		NetworkSettings: map[string]any{"Ports": portMap(ctr.State.Ports)},
 	}
 	if out.Args == nil {
 		out.Args = []string{}
@@ -811,4 +821,68 @@ func inspectContainer(ctr *container.Container) *inspectedContainer {
 		out.Mounts = append(out.Mounts, im)
 	}
 	return out
+}
+
+type portBinding struct {
+	HostIp   string
+	HostPort string
+}
+
+// portMap is Docker's NetworkSettings.Ports: "80/tcp" -> host bindings.
+func portMap(ports []netns.PortMapping) map[string][]portBinding {
+	m := map[string][]portBinding{}
+	for _, p := range ports {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		k := fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)
+		m[k] = append(m[k], portBinding{HostIp: ip, HostPort: fmt.Sprint(p.HostPort)})
+	}
+	return m
+}
+
+func portCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "port",
+		Usage:     "List port mappings or a specific mapping for the container",
+		ArgsUsage: "CONTAINER [PRIVATE_PORT[/PROTO]]",
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 2, "CONTAINER and an optional PRIVATE_PORT[/PROTO]"); err != nil {
+				return err
+			}
+			_, cs, err := stores(c)
+			if err != nil {
+				return err
+			}
+			ctr, err := cs.Get(c.Args().First())
+			if err != nil {
+				return err
+			}
+			want := c.Args().Get(1)
+			if want != "" && !strings.Contains(want, "/") {
+				want += "/tcp"
+			}
+			found := false
+			for _, p := range ctr.State.Ports {
+				k := fmt.Sprintf("%d/%s", p.ContainerPort, p.Proto)
+				ip := p.HostIP
+				if ip == "" {
+					ip = "0.0.0.0"
+				}
+				host := net.JoinHostPort(ip, fmt.Sprint(p.HostPort))
+				switch {
+				case want == "":
+					fmt.Fprintf(c.App.Writer, "%s -> %s\n", k, host)
+				case want == k:
+					fmt.Fprintln(c.App.Writer, host)
+					found = true
+				}
+			}
+			if want != "" && !found {
+				return fmt.Errorf("no public port %s published for %s", want, ctr.Name)
+			}
+			return nil
+		},
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/roost-containers/roost/fuse"
 	"github.com/roost-containers/roost/layers"
+	"github.com/roost-containers/roost/netns"
 	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +39,8 @@ type AgentSpec struct {
 	AutoRemove    bool
 	RemoveVolumes []string
 	StopSignal    int
+	// Ports are published on the host before the container starts.
+	Ports []netns.PortMapping
 }
 
 // agent runs one container.
@@ -52,6 +55,7 @@ type agent struct {
 	stdin   io.WriteCloser
 	console *os.File
 	pumps   sync.WaitGroup
+	ports   []netns.PortMapping
 }
 
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
@@ -130,12 +134,36 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		unmount(m)
 		return 0, err
 	}
+	var proxy *netns.PortProxy
+	if len(a.spec.Ports) > 0 {
+		if proxy, err = netns.Listen(a.spec.Ports); err != nil {
+			a.log.close()
+			unmount(m)
+			a.finish(125, err.Error())
+			return 125, err
+		}
+		defer proxy.Close()
+		a.ports = proxy.Bound
+	}
 	code, err := a.start(rootfs)
 	if err != nil {
 		a.log.close()
 		unmount(m)
 		a.finish(code, err.Error())
 		return code, err
+	}
+	if proxy != nil {
+		d, err := netns.NewDialer(fmt.Sprintf("/proc/%d/ns/net", a.state.Pid))
+		if err != nil {
+			a.cmd.Process.Kill()
+			a.wait()
+			a.log.close()
+			unmount(m)
+			a.finish(125, err.Error())
+			return 125, err
+		}
+		defer d.Close()
+		proxy.Serve(d)
 	}
 	Trace("agent", "started")
 	started(a.state.Pid)
@@ -211,6 +239,7 @@ func (a *agent) finish(code int, errMsg string) {
 	a.state.Status = "exited"
 	a.state.Running = false
 	a.state.Pid = 0
+	a.state.Ports = nil
 	a.state.ExitCode = code
 	a.state.Error = errMsg
 	a.state.FinishedAt = time.Now().UTC()
@@ -325,7 +354,7 @@ func (a *agent) start(rootfs string) (int, error) {
 	}
 	statusR.Close()
 	a.mu.Lock()
-	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid()}
+	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports}
 	writeState(a.spec.Dir, &a.state)
 	a.mu.Unlock()
 	if a.console != nil {

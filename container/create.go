@@ -10,8 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"errors"
+
 	units "github.com/docker/go-units"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/roost-containers/roost/netns"
 )
 
 // CreateOptions are `run`/`create` flags, as the user gave them.
@@ -52,6 +55,9 @@ type CreateOptions struct {
 	DNS         []string
 	Restart     string
 	Mapping     string
+	// Publish are -p specs; PublishAll is -P.
+	Publish    []string
+	PublishAll bool
 }
 
 var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -193,6 +199,33 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 	}
 	if o.Restart != "" && o.Restart != "no" {
 		return nil, fmt.Errorf("--restart %q is not supported yet: restart policies are planned", o.Restart)
+	}
+	for _, p := range o.Publish {
+		ms, err := netns.ParsePortSpec(p)
+		if err != nil {
+			return nil, err
+		}
+		r.Ports = append(r.Ports, ms...)
+	}
+	if o.PublishAll {
+		ms, err := netns.ExposedPorts(img.ExposedPorts)
+		if err != nil {
+			return nil, err
+		}
+		r.Ports = append(r.Ports, ms...)
+	}
+	if len(r.Ports) > 0 {
+		switch hc.NetworkMode {
+		case "none":
+			return nil, errors.New("conflicting options: port publishing and --network none")
+		case "host":
+			r.Ports = nil // as Docker: published ports are discarded on the host network
+		}
+	}
+	for _, m := range r.Ports {
+		if m.HostPort != 0 && m.HostPort < netns.UnprivilegedPortStart() {
+			return nil, fmt.Errorf("cannot publish host port %d: it is below net.ipv4.ip_unprivileged_port_start (%d): use a port of %d or more, or ask an administrator to lower that sysctl", m.HostPort, netns.UnprivilegedPortStart(), netns.UnprivilegedPortStart())
+		}
 	}
 	r.Config, r.HostConfig = cfg, hc
 	mounts, err := s.parseMounts(o, img.Volumes, r.ID)

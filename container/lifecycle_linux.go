@@ -56,6 +56,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		Attach:     o.Attach,
 		AutoRemove: c.HostConfig.AutoRemove,
 		Network:    c.HostConfig.NetworkMode,
+		Ports:      c.Ports,
 	}
 	for _, m := range c.Mounts {
 		if m.Anonymous {

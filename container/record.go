@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/roost-containers/roost/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,6 +118,8 @@ type Record struct {
 	Mounts     []Mount
 	// Mapping is the kind of id mapping: full, subid or single.
 	Mapping string
+	// Ports are the -p and -P mappings as asked for (host port 0: any).
+	Ports []netns.PortMapping `json:",omitempty"`
 }
 
 // State is what the agent writes about a running container.
@@ -134,6 +137,8 @@ type State struct {
 	FinishedAt time.Time
 	// AgentPid is the agent's pid, for diagnostics.
 	AgentPid int `json:",omitempty"`
+	// Ports are the published ports as bound, while running.
+	Ports []netns.PortMapping `json:",omitempty"`
 }
 
 // Container is a record with its current state.

@@ -1,0 +1,234 @@
+//go:build linux
+
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dialer opens sockets inside one network namespace, from a goroutine locked
+// to a thread that joined it.
+type Dialer struct {
+	reqs chan dialReq
+	done chan struct{}
+	// dial, when set, replaces the namespace (tests).
+	dial func(network, addr string) (net.Conn, error)
+}
+
+type dialReq struct {
+	network, addr string
+	reply         chan dialResult
+}
+
+type dialResult struct {
+	conn net.Conn
+	err  error
+}
+
+// NewDialer joins the network namespace at nsPath (such as /proc/PID/ns/net)
+// on a dedicated thread. Close ends the thread.
+func NewDialer(nsPath string) (*Dialer, error) {
+	d := &Dialer{reqs: make(chan dialReq), done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread dies with this goroutine.
+		runtime.LockOSThread()
+		f, err := os.Open(nsPath)
+		if err != nil {
+			ready <- err
+			return
+		}
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err != nil {
+			ready <- fmt.Errorf("join network namespace %s: %w", nsPath, err)
+			return
+		}
+		ready <- nil
+		for {
+			select {
+			case r := <-d.reqs:
+				c, err := net.DialTimeout(r.network, r.addr, 5*time.Second)
+				r.reply <- dialResult{c, err}
+			case <-d.done:
+				return
+			}
+		}
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Dial connects inside the namespace.
+func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
+	if d.dial != nil {
+		return d.dial(network, addr)
+	}
+	r := dialReq{network: network, addr: addr, reply: make(chan dialResult, 1)}
+	select {
+	case d.reqs <- r:
+	case <-d.done:
+		return nil, errors.New("dialer closed")
+	}
+	res := <-r.reply
+	return res.conn, res.err
+}
+
+// Close ends the dialer's thread.
+func (d *Dialer) Close() { close(d.done) }
+
+// PortProxy forwards published host ports into a container.
+type PortProxy struct {
+	dialer    *Dialer
+	mu        sync.Mutex
+	listeners []io.Closer
+	// Bound are the mappings with their host ports filled in.
+	Bound []PortMapping
+}
+
+// Listen binds every mapping on the host. A port below the unprivileged
+// start, or one already in use, is an error that says so.
+func Listen(maps []PortMapping) (*PortProxy, error) {
+	p := &PortProxy{}
+	start := UnprivilegedPortStart()
+	for _, m := range maps {
+		if m.HostPort != 0 && m.HostPort < start {
+			p.Close()
+			return nil, fmt.Errorf("cannot publish host port %d: it is below net.ipv4.ip_unprivileged_port_start (%d): use a port of %d or more, or ask an administrator to lower that sysctl", m.HostPort, start, start)
+		}
+		addr := net.JoinHostPort(m.HostIP, strconv.Itoa(m.HostPort))
+		var l io.Closer
+		var err error
+		switch m.Proto {
+		case "udp":
+			var pc net.PacketConn
+			pc, err = net.ListenPacket("udp", addr)
+			if err == nil {
+				m.HostPort = pc.LocalAddr().(*net.UDPAddr).Port
+				l = pc
+			}
+		default:
+			var ln net.Listener
+			ln, err = net.Listen("tcp", addr)
+			if err == nil {
+				m.HostPort = ln.Addr().(*net.TCPAddr).Port
+				l = ln
+			}
+		}
+		if err != nil {
+			p.Close()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("cannot publish %s: host port %d is already in use", m, m.HostPort)
+			}
+			return nil, fmt.Errorf("cannot publish %s: %w", m, err)
+		}
+		p.listeners = append(p.listeners, l)
+		p.Bound = append(p.Bound, m)
+	}
+	return p, nil
+}
+
+// Serve forwards connections through d until Close.
+func (p *PortProxy) Serve(d *Dialer) {
+	p.dialer = d
+	for i, m := range p.Bound {
+		switch l := p.listeners[i].(type) {
+		case net.Listener:
+			go p.serveTCP(l, m)
+		case net.PacketConn:
+			go p.serveUDP(l, m)
+		}
+	}
+}
+
+func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.ContainerPort))
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			in, err := p.dialer.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer in.Close()
+			splice(c.(*net.TCPConn), in.(*net.TCPConn))
+		}()
+	}
+}
+
+// splice copies both ways until both directions are done, passing on
+// half-closes.
+func splice(a, b *net.TCPConn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { io.Copy(a, b); a.CloseWrite(); wg.Done() }()
+	go func() { io.Copy(b, a); b.CloseWrite(); wg.Done() }()
+	wg.Wait()
+}
+
+// serveUDP relays datagrams: one socket inside the container per client.
+func (p *PortProxy) serveUDP(pc net.PacketConn, m PortMapping) {
+	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.ContainerPort))
+	var mu sync.Mutex
+	clients := map[string]net.Conn{}
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		key := from.String()
+		mu.Lock()
+		c, ok := clients[key]
+		mu.Unlock()
+		if !ok {
+			c, err = p.dialer.Dial("udp", target)
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			clients[key] = c
+			mu.Unlock()
+			go func(c net.Conn, from net.Addr) {
+				defer func() { mu.Lock(); delete(clients, from.String()); mu.Unlock(); c.Close() }()
+				rb := make([]byte, 65535)
+				for {
+					c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+					n, err := c.Read(rb)
+					if err != nil {
+						return
+					}
+					pc.WriteTo(rb[:n], from)
+				}
+			}(c, from)
+		}
+		c.Write(buf[:n])
+	}
+}
+
+// Close stops listening.
+func (p *PortProxy) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.listeners {
+		l.Close()
+	}
+	p.listeners = nil
+}
