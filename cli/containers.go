@@ -480,6 +480,8 @@ func statusText(ctr *container.Container) string {
 		return "Up " + units.HumanDuration(time.Since(st.StartedAt)) + " (Paused)"
 	case "exited":
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
+	case "restarting":
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, units.HumanDuration(time.Since(st.FinishedAt)))
 	}
 	return "Created"
 }
@@ -539,7 +541,7 @@ func psCommand(cmdName string, aliases ...string) *cli.Command {
 					break
 				}
 				n++
-				if !all && ctr.State.Status != "running" && ctr.State.Status != "paused" {
+				if !all && ctr.State.Status != "running" && ctr.State.Status != "paused" && ctr.State.Status != "restarting" {
 					continue
 				}
 				if !match(ctr) {
@@ -804,7 +806,8 @@ func inspectContainer(ctr *container.Container) *inspectedContainer {
 		Image:          ctr.Image,
 		ResolvConfPath: ctr.Dir + "/resolv.conf", HostnamePath: ctr.Dir + "/hostname", HostsPath: ctr.Dir + "/hosts",
 		LogPath: ctr.Dir + "/ctr.log", Name: "/" + ctr.Name, Driver: "roost-fuse", Platform: "linux",
-		HostConfig: ctr.HostConfig, Config: ctr.Config, Mounts: []inspectedMount{},
+		RestartCount: st.RestartCount,
+		HostConfig:   ctr.HostConfig, Config: ctr.Config, Mounts: []inspectedMount{},
 		NetworkSettings: map[string]any{"Ports": portMap(ctr.State.Ports)},
 	}
 	if out.Args == nil {
@@ -883,6 +886,37 @@ func portCommand() *cli.Command {
 				return fmt.Errorf("no public port %s published for %s", want, ctr.Name)
 			}
 			return nil
+		},
+	}
+}
+
+func restartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restart",
+		Usage:     "Restart one or more containers",
+		ArgsUsage: "CONTAINER [CONTAINER...]",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "time", Aliases: []string{"t"}, Value: -1, Usage: "seconds to wait before killing the container"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, -1, "at least one CONTAINER"); err != nil {
+				return err
+			}
+			is, cs, err := stores(c)
+			if err != nil {
+				return err
+			}
+			return eachContainer(c, cs, func(ctr *container.Container) error {
+				if err := cs.Stop(ctr, c.Int("time")); err != nil {
+					return err
+				}
+				lf, err := layerFiles(is, ctr)
+				if err != nil {
+					return err
+				}
+				_, err = cs.Start(ctr, container.StartOptions{Layers: lf})
+				return err
+			}, true)
 		},
 	}
 }

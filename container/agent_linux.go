@@ -41,21 +41,28 @@ type AgentSpec struct {
 	StopSignal    int
 	// Ports are published on the host before the container starts.
 	Ports []netns.PortMapping
+	// Restart is the restart policy.
+	Restart RestartPolicy
 }
 
 // agent runs one container.
 type agent struct {
-	spec    AgentSpec
-	log     *logWriter
-	attach  *FrameWriter
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	mu      sync.Mutex
-	state   State
-	stdin   io.WriteCloser
-	console *os.File
-	pumps   sync.WaitGroup
-	ports   []netns.PortMapping
+	spec   AgentSpec
+	log    *logWriter
+	attach *FrameWriter
+	cmd    *exec.Cmd
+	exited chan struct{}
+	// stopping is closed when stop or kill asked the container to end: the
+	// restart policy then no longer applies.
+	stopping chan struct{}
+	stopOnce sync.Once
+	restarts int
+	mu       sync.Mutex
+	state    State
+	stdin    io.WriteCloser
+	console  *os.File
+	pumps    sync.WaitGroup
+	ports    []netns.PortMapping
 }
 
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
@@ -75,7 +82,7 @@ func runAgent(args []string) int {
 		report(Started{Error: "internal error: bad agent arguments", Code: 125})
 		return 125
 	}
-	a := &agent{spec: spec, exited: make(chan struct{})}
+	a := &agent{spec: spec, stopping: make(chan struct{})}
 	if spec.Attach {
 		conn := os.NewFile(4, "attach")
 		a.attach = NewFrameWriter(conn)
@@ -145,31 +152,62 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		defer proxy.Close()
 		a.ports = proxy.Bound
 	}
-	code, err := a.start(rootfs)
-	if err != nil {
-		a.log.close()
-		unmount(m)
-		a.finish(code, err.Error())
-		return code, err
-	}
-	if proxy != nil {
-		d, err := netns.NewDialer(fmt.Sprintf("/proc/%d/ns/net", a.state.Pid))
-		if err != nil {
-			a.cmd.Process.Kill()
-			a.wait()
+	var ln net.Listener
+	var code int
+	backoff := 100 * time.Millisecond
+	for run := 0; ; run++ {
+		code, err = a.start(rootfs)
+		if err == nil && proxy != nil {
+			// Each start is a new network namespace: dial into this one.
+			var d *netns.Dialer
+			if d, err = netns.NewDialer(fmt.Sprintf("/proc/%d/ns/net", a.state.Pid)); err != nil {
+				a.cmd.Process.Kill()
+				a.wait()
+				code = 125
+			} else {
+				proxy.Serve(d)
+			}
+		}
+		if err != nil && run == 0 {
 			a.log.close()
 			unmount(m)
-			a.finish(125, err.Error())
-			return 125, err
+			a.finish(code, err.Error())
+			return code, err
 		}
-		defer d.Close()
-		proxy.Serve(d)
+		if run == 0 {
+			Trace("agent", "started")
+			started(a.state.Pid)
+			ln = a.listen()
+		}
+		var upFor time.Duration
+		if err == nil {
+			code = a.wait()
+			upFor = time.Since(a.state.StartedAt)
+		}
+		Trace("agent", "exited")
+		if !a.restart(code) {
+			break
+		}
+		// Docker's back-off: 100 ms doubling, reset after 10 s of uptime.
+		if upFor > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		a.mu.Lock()
+		a.restarts++
+		a.state = State{Status: "restarting", Restarting: true, ExitCode: code, FinishedAt: time.Now().UTC(), StartedAt: a.state.StartedAt, AgentPid: os.Getpid(), RestartCount: a.restarts}
+		writeState(a.spec.Dir, &a.state)
+		a.mu.Unlock()
+		select {
+		case <-time.After(backoff):
+		case <-a.stopping:
+		}
+		if backoff < time.Minute {
+			backoff *= 2
+		}
+		if a.stopRequested() {
+			break
+		}
 	}
-	Trace("agent", "started")
-	started(a.state.Pid)
-	ln := a.listen()
-	code = a.wait()
-	Trace("agent", "exited")
 	a.log.close()
 	if ln != nil {
 		ln.Close()
@@ -240,6 +278,8 @@ func (a *agent) finish(code int, errMsg string) {
 	a.state.Running = false
 	a.state.Pid = 0
 	a.state.Ports = nil
+	a.state.Restarting = false
+	a.state.RestartCount = a.restarts
 	a.state.ExitCode = code
 	a.state.Error = errMsg
 	a.state.FinishedAt = time.Now().UTC()
@@ -332,6 +372,9 @@ func (a *agent) start(rootfs string) (int, error) {
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	a.cmd = cmd
+	a.mu.Lock()
+	a.exited = make(chan struct{})
+	a.mu.Unlock()
 	specR.Close()
 	statusW.Close()
 	if f, ok := cmd.Stdout.(*os.File); ok {
@@ -354,7 +397,7 @@ func (a *agent) start(rootfs string) (int, error) {
 	}
 	statusR.Close()
 	a.mu.Lock()
-	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports}
+	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports, RestartCount: a.restarts}
 	writeState(a.spec.Dir, &a.state)
 	a.mu.Unlock()
 	if a.console != nil {
@@ -500,20 +543,23 @@ func (a *agent) serve(c net.Conn) {
 	var rep Reply
 	switch req.Op {
 	case "kill":
+		a.stop()
 		if err := a.signal(syscall.Signal(req.Signal)); err != nil {
 			rep.Error = err.Error()
 		}
 	case "stop":
+		a.stop()
 		sig := syscall.Signal(req.Signal)
 		if sig == 0 {
 			sig = syscall.SIGTERM
 		}
 		a.signal(sig)
+		exited := a.current()
 		select {
-		case <-a.exited:
+		case <-exited:
 		case <-time.After(time.Duration(req.Timeout) * time.Second):
 			a.signal(syscall.SIGKILL)
-			<-a.exited
+			<-exited
 		}
 	default:
 		rep.Error = fmt.Sprintf("unknown request %q", req.Op)
@@ -521,9 +567,43 @@ func (a *agent) serve(c net.Conn) {
 	writeJSON(c, rep)
 }
 
+// stop ends the restart policy: the container was asked to end.
+func (a *agent) stop() { a.stopOnce.Do(func() { close(a.stopping) }) }
+
+func (a *agent) stopRequested() bool {
+	select {
+	case <-a.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// current is the exit channel of the container's current run.
+func (a *agent) current() chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.exited
+}
+
+// restart applies the restart policy to an exit with code.
+func (a *agent) restart(code int) bool {
+	if a.stopRequested() {
+		return false
+	}
+	p := a.spec.Restart
+	switch p.Name {
+	case "always", "unless-stopped":
+		return true
+	case "on-failure":
+		return code != 0 && (p.MaximumRetryCount == 0 || a.restarts < p.MaximumRetryCount)
+	}
+	return false
+}
+
 func (a *agent) signal(sig syscall.Signal) error {
 	select {
-	case <-a.exited:
+	case <-a.current():
 		return errors.New("container is not running")
 	default:
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,8 +198,15 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 		}
 		hc.Devices = append(hc.Devices, dev)
 	}
-	if o.Restart != "" && o.Restart != "no" {
-		return nil, fmt.Errorf("--restart %q is not supported yet: restart policies are planned", o.Restart)
+	if o.Restart != "" {
+		rp, err := parseRestart(o.Restart)
+		if err != nil {
+			return nil, err
+		}
+		if rp.Name != "no" && o.AutoRemove {
+			return nil, errors.New("conflicting options: --restart and --rm")
+		}
+		hc.RestartPolicy = rp
 	}
 	for _, p := range o.Publish {
 		ms, err := netns.ParsePortSpec(p)
@@ -504,4 +512,27 @@ func unwrap(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// parseRestart reads --restart: no, always, unless-stopped, on-failure[:max].
+func parseRestart(s string) (RestartPolicy, error) {
+	name, max, hasMax := strings.Cut(s, ":")
+	switch name {
+	case "no", "always", "unless-stopped":
+		if hasMax {
+			return RestartPolicy{}, fmt.Errorf("invalid --restart %q: only on-failure takes a maximum retry count", s)
+		}
+		return RestartPolicy{Name: name}, nil
+	case "on-failure":
+		p := RestartPolicy{Name: name}
+		if hasMax {
+			n, err := strconv.Atoi(max)
+			if err != nil || n < 0 {
+				return p, fmt.Errorf("invalid --restart %q: the maximum retry count must be a number", s)
+			}
+			p.MaximumRetryCount = n
+		}
+		return p, nil
+	}
+	return RestartPolicy{}, fmt.Errorf("invalid --restart %q: use no, always, unless-stopped or on-failure[:max]", s)
 }

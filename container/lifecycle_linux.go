@@ -57,6 +57,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		AutoRemove: c.HostConfig.AutoRemove,
 		Network:    c.HostConfig.NetworkMode,
 		Ports:      c.Ports,
+		Restart:    c.HostConfig.RestartPolicy,
 	}
 	for _, m := range c.Mounts {
 		if m.Anonymous {

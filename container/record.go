@@ -137,6 +137,8 @@ type State struct {
 	FinishedAt time.Time
 	// AgentPid is the agent's pid, for diagnostics.
 	AgentPid int `json:",omitempty"`
+	// RestartCount is how often the restart policy restarted it.
+	RestartCount int `json:",omitempty"`
 	// Ports are the published ports as bound, while running.
 	Ports []netns.PortMapping `json:",omitempty"`
 }

@@ -501,3 +501,34 @@ func TestBigOutput(t *testing.T) {
 	}
 	e.ok("rm", "big")
 }
+
+func TestRestartPolicies(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	e.ok("run", "-d", "--name", "fails", "--restart", "on-failure:3", img, "sh", "-c", "echo run; exit 2")
+	waitFor(t, func() bool { return e.inspectContainer("fails").State.Status == "exited" })
+	if out := e.ok("inspect", "--format", "{{.RestartCount}} {{.State.ExitCode}}", "fails"); out != "3 2\n" {
+		t.Errorf("on-failure:3: RestartCount and exit code = %q, want 3 2", out)
+	}
+	if n := strings.Count(e.ok("logs", "fails"), "run\n"); n != 4 {
+		t.Errorf("on-failure:3 ran %d times, want 4", n)
+	}
+	e.ok("run", "-d", "--name", "always", "--restart", "always", img, "sh", "-c", "echo up; sleep 0.1")
+	waitFor(t, func() bool {
+		var n int
+		fmt.Sscan(e.ok("inspect", "--format", "{{.RestartCount}}", "always"), &n)
+		return n >= 2
+	})
+	// stop ends the policy until the next start.
+	e.ok("stop", "-t", "1", "always")
+	time.Sleep(500 * time.Millisecond)
+	if st := e.inspectContainer("always").State.Status; st != "exited" {
+		t.Errorf("after stop: %s, want exited", st)
+	}
+	e.ok("restart", "always")
+	waitFor(t, func() bool { return strings.Count(e.ok("logs", "always"), "up\n") >= 4 })
+	e.fails("run", "--rm", "--restart", "always", img, "true")
+	e.fails("run", "-d", "--restart", "sometimes", img, "true")
+	e.ok("rm", "-f", "always", "fails")
+	waitGone(t)
+}

@@ -20,8 +20,9 @@ import (
 // Dialer opens sockets inside one network namespace, from a goroutine locked
 // to a thread that joined it.
 type Dialer struct {
-	reqs chan dialReq
-	done chan struct{}
+	reqs      chan dialReq
+	done      chan struct{}
+	closeOnce sync.Once
 	// dial, when set, replaces the namespace (tests).
 	dial func(network, addr string) (net.Conn, error)
 }
@@ -88,11 +89,12 @@ func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
 }
 
 // Close ends the dialer's thread.
-func (d *Dialer) Close() { close(d.done) }
+func (d *Dialer) Close() { d.closeOnce.Do(func() { close(d.done) }) }
 
 // PortProxy forwards published host ports into a container.
 type PortProxy struct {
 	dialer    *Dialer
+	serving   sync.Once
 	mu        sync.Mutex
 	listeners []io.Closer
 	// Bound are the mappings with their host ports filled in.
@@ -141,17 +143,34 @@ func Listen(maps []PortMapping) (*PortProxy, error) {
 	return p, nil
 }
 
-// Serve forwards connections through d until Close.
+// Serve forwards connections through d until Close. Called again (the
+// container restarted in a new network namespace), it switches to the new
+// dialer and closes the old one.
 func (p *PortProxy) Serve(d *Dialer) {
+	p.mu.Lock()
+	old := p.dialer
 	p.dialer = d
-	for i, m := range p.Bound {
-		switch l := p.listeners[i].(type) {
-		case net.Listener:
-			go p.serveTCP(l, m)
-		case net.PacketConn:
-			go p.serveUDP(l, m)
-		}
+	p.mu.Unlock()
+	if old != nil && old != d {
+		old.Close()
 	}
+	p.serving.Do(func() {
+		for i, m := range p.Bound {
+			switch l := p.listeners[i].(type) {
+			case net.Listener:
+				go p.serveTCP(l, m)
+			case net.PacketConn:
+				go p.serveUDP(l, m)
+			}
+		}
+	})
+}
+
+func (p *PortProxy) dial(network, addr string) (net.Conn, error) {
+	p.mu.Lock()
+	d := p.dialer
+	p.mu.Unlock()
+	return d.Dial(network, addr)
 }
 
 func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
@@ -163,7 +182,7 @@ func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
 		}
 		go func() {
 			defer c.Close()
-			in, err := p.dialer.Dial("tcp", target)
+			in, err := p.dial("tcp", target)
 			if err != nil {
 				return
 			}
@@ -199,7 +218,7 @@ func (p *PortProxy) serveUDP(pc net.PacketConn, m PortMapping) {
 		c, ok := clients[key]
 		mu.Unlock()
 		if !ok {
-			c, err = p.dialer.Dial("udp", target)
+			c, err = p.dial("udp", target)
 			if err != nil {
 				continue
 			}
@@ -231,4 +250,8 @@ func (p *PortProxy) Close() {
 		l.Close()
 	}
 	p.listeners = nil
+	if p.dialer != nil {
+		p.dialer.Close()
+		p.dialer = nil
+	}
 }
