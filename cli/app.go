@@ -41,8 +41,24 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return ec.ExitCode()
 	}
-	fmt.Fprintln(stderr, "roost: "+oneLine(err))
+	msg := oneLine(err)
+	if f, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = "unknown flag: --" + strings.TrimPrefix(f, "-") + "; see 'roost " + strings.Join(commandWords(args), " ") + " --help'"
+	}
+	fmt.Fprintln(stderr, "roost: "+msg)
 	return ExitRoost
+}
+
+// commandWords are the leading non-flag words of args after the program.
+func commandWords(args []string) []string {
+	var out []string
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") {
+			break
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 func oneLine(err error) string {
@@ -88,14 +104,14 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			inspectCommand(),
 			killCommand(),
 			loadCommand(),
-			planned("login", "Log in to a registry", "the registry issue"),
-			planned("logout", "Log out from a registry", "the registry issue"),
+			loginCommand(),
+			logoutCommand(),
 			logsCommand(),
 			planned("pause", "Pause all processes within containers", "the exec issue"),
 			portCommand(),
 			psCommand("ps"),
 			pullCommand(),
-			planned("push", "Push an image to a registry", "the registry issue"),
+			pushCommand(),
 			renameCommand(),
 			restartCommand(),
 			rmCommand(),
@@ -123,7 +139,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 					imageMountCommand(),
 					imagePruneCommand(),
 					pullCommand(),
-					planned("push", "Push an image to a registry", "the registry issue"),
+					pushCommand(),
 					rmiCommand("rm", "remove"),
 					saveCommand(),
 					tagCommand(),
@@ -184,10 +200,6 @@ func planned(name, usage, issue string) *cli.Command {
 
 func buildCommand() *cli.Command {
 	return planned("build", "Build an image from a Dockerfile", "the build issue")
-}
-
-func pullCommand() *cli.Command {
-	return planned("pull", "Download an image from a registry", "the registry issue")
 }
 
 // env is what every command gets from the global flags and the config file.

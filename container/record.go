@@ -161,16 +161,8 @@ type Store struct {
 // OpenStore returns the container store under the storage root; runRoot is
 // the runtime directory for sockets.
 func OpenStore(root, runRoot string) (*Store, error) {
-	s := &Store{dir: filepath.Join(root, "containers"), runRoot: runRoot, volumes: filepath.Join(root, "volumes")}
-	for _, d := range []string{s.dir, s.volumes} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("open container store: %w", err)
-		}
-	}
-	if err := os.MkdirAll(runRoot, 0o700); err != nil {
-		return nil, fmt.Errorf("create runtime directory: %w", err)
-	}
-	return s, nil
+	// Directories are made by the first write, so that reading leaves no trace.
+	return &Store{dir: filepath.Join(root, "containers"), runRoot: runRoot, volumes: filepath.Join(root, "volumes")}, nil
 }
 
 // Dir is the directory of container id.
@@ -188,6 +180,11 @@ func (s *Store) socketPath(id string) string {
 }
 
 func (s *Store) lock() (func(), error) {
+	for _, d := range []string{s.dir, s.volumes} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("open container store: %w", err)
+		}
+	}
 	f, err := os.OpenFile(filepath.Join(s.dir, "..", "containers.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock containers: %w", err)
@@ -301,6 +298,9 @@ func readRecord(dir string) (*Record, error) {
 
 func (s *Store) records() ([]*Record, error) {
 	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}

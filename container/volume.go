@@ -52,6 +52,9 @@ func (s *Store) Volume(name string) (*Volume, error) { return s.volume(name) }
 // Volumes lists every volume, by name.
 func (s *Store) Volumes() ([]*Volume, error) {
 	ents, err := os.ReadDir(s.volumes)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}

@@ -221,7 +221,7 @@ func (s *Store) writeOCIArchive(w io.Writer, entries []saveEntry) error {
 			d := desc
 			d.Annotations = map[string]string{
 				"io.containerd.image.name":          Normalized(t),
-				"org.opencontainers.image.ref.name": t.TagStr(),
+				"org.opencontainers.image.ref.name": Normalized(t),
 			}
 			index.Manifests = append(index.Manifests, d)
 		}

@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // ApplyChange applies one Dockerfile instruction, as `docker import --change`
@@ -23,6 +24,17 @@ func ApplyChange(cfg *v1.Config, change string) error {
 	ins, err := instructions.ParseInstruction(res.AST.Children[0])
 	if err != nil {
 		return fmt.Errorf("parse change %q: %w", change, err)
+	}
+	// Quotes and variables as Docker's: ENV B="two words" sets B=two words.
+	if ex, ok := ins.(instructions.SupportsSingleWordExpansion); ok {
+		lex := shell.NewLex(res.EscapeToken)
+		err := ex.Expand(func(w string) (string, error) {
+			s, _, err := lex.ProcessWord(w, shell.EnvsFromSlice(cfg.Env))
+			return s, err
+		})
+		if err != nil {
+			return fmt.Errorf("parse change %q: %w", change, err)
+		}
 	}
 	shell := func(c instructions.ShellDependantCmdLine) []string {
 		if c.PrependShell {

@@ -299,7 +299,7 @@ func (s *Store) resolve(ref string) (*Image, error) {
 	if _, perr := ParseReference(ref); perr != nil && !isHexPrefix(hex) {
 		return nil, perr
 	}
-	return nil, fmt.Errorf("no such image: %s: %w", ref, ErrNotFound)
+	return nil, &notFound{what: "image", name: ref}
 }
 
 func isHexPrefix(s string) bool {

@@ -133,6 +133,9 @@ func indexTar(r io.Reader) (*Index, error) {
 			}
 			break
 		}
+		if err == io.ErrUnexpectedEOF && cr.n < 512 {
+			return nil, fmt.Errorf("read tar: not a tar archive (%d bytes, less than one header)", cr.n)
+		}
 		if err != nil {
 			return nil, tarError(err)
 		}

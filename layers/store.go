@@ -19,6 +19,12 @@ import (
 // ErrNotFound is returned (wrapped) when an image, layer or blob is not in the store.
 var ErrNotFound = errors.New("not found")
 
+// notFound says what was missing; it matches ErrNotFound.
+type notFound struct{ what, name string }
+
+func (e *notFound) Error() string        { return "no such " + e.what + ": " + e.name }
+func (e *notFound) Is(target error) bool { return target == ErrNotFound }
+
 // ErrCorrupt is returned (wrapped) when stored content does not match its digest.
 var ErrCorrupt = errors.New("content does not match its digest")
 

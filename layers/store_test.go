@@ -439,7 +439,9 @@ func TestConcurrentImports(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*n)
 	done := make(chan struct{})
+	listed := make(chan struct{})
 	go func() {
+		defer close(listed)
 		for {
 			select {
 			case <-done:
@@ -455,6 +457,7 @@ func TestConcurrentImports(t *testing.T) {
 			for _, img := range imgs {
 				if seen[img.ID] {
 					errs <- fmt.Errorf("image %s listed twice", img.ID)
+					return
 				}
 				seen[img.ID] = true
 			}
@@ -473,6 +476,7 @@ func TestConcurrentImports(t *testing.T) {
 	}
 	wg.Wait()
 	close(done)
+	<-listed
 	close(errs)
 	for err := range errs {
 		t.Error(err)
