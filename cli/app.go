@@ -95,7 +95,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			planned("cp", "Copy files between a container and the host", "the runtime issue"),
 			createCommand(),
 			planned("diff", "Show changes to a container's filesystem", "the runtime issue"),
-			planned("exec", "Run a command in a running container", "the exec issue"),
+			execCommand(),
 			planned("export", "Export a container's filesystem as a tar archive", "the runtime issue"),
 			historyCommand(),
 			imagesCommand("images"),
@@ -151,7 +151,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				Subcommands: []*cli.Command{
 					planned("attach", "Attach to a running container", "the exec issue"),
 					createCommand(),
-					planned("exec", "Run a command in a running container", "the exec issue"),
+					execCommand(),
 					inspectContainerCommand(),
 					killCommand(),
 					logsCommand(),

@@ -208,11 +208,30 @@ func startAndAttach(c *cli.Context, is *layers.Store, cs *container.Store, ctr *
 		fmt.Fprintln(c.App.Writer, ctr.ID)
 		return nil
 	}
+	if ctr.Config.Tty {
+		return streamSession(c, sess, true, stdin)
+	}
+	if sigProxy {
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+		defer signal.Stop(sigs)
+		go func() {
+			for s := range sigs {
+				cs.Kill(ctr, s.(syscall.Signal))
+			}
+		}()
+	}
+	return streamSession(c, sess, false, stdin)
+}
+
+// streamSession copies an attached session to the terminal (raw, with its
+// size followed, when tty) and exits with the container's status.
+func streamSession(c *cli.Context, sess *container.Session, tty, stdin bool) error {
 	aio := container.AttachIO{Stdout: c.App.Writer, Stderr: c.App.ErrWriter}
 	if stdin {
 		aio.Stdin = c.App.Reader
 	}
-	if ctr.Config.Tty {
+	if tty {
 		if f, ok := c.App.Reader.(*os.File); ok && isTerminal(f) {
 			restore, err := makeRaw(f)
 			if err == nil {
@@ -233,15 +252,6 @@ func startAndAttach(c *cli.Context, is *layers.Store, cs *container.Store, ctr *
 				}
 			}()
 		}
-	} else if sigProxy {
-		sigs := make(chan os.Signal, 8)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
-		defer signal.Stop(sigs)
-		go func() {
-			for s := range sigs {
-				cs.Kill(ctr, s.(syscall.Signal))
-			}
-		}()
 	}
 	code, err := sess.Stream(context.Background(), aio)
 	if err != nil {
@@ -917,6 +927,53 @@ func restartCommand() *cli.Command {
 				_, err = cs.Start(ctr, container.StartOptions{Layers: lf})
 				return err
 			}, true)
+		},
+	}
+}
+
+func execCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "exec",
+		Usage:     "Execute a command in a running container",
+		ArgsUsage: "CONTAINER COMMAND [ARG...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "detached mode: run command in the background"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set environment variables"},
+			&cli.StringSliceFlag{Name: "env-file", Usage: "read in a file of environment variables"},
+			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "keep STDIN open even if not attached"},
+			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a pseudo-TTY"},
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "username or UID (format: <name|uid>[:<group|gid>])"},
+			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the container"},
+			&cli.BoolFlag{Name: "privileged", Usage: "accepted for Docker compatibility; roost gives exec the container's capabilities"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 2, -1, "CONTAINER and a COMMAND"); err != nil {
+				return err
+			}
+			_, cs, err := stores(c)
+			if err != nil {
+				return err
+			}
+			ctr, err := cs.Get(c.Args().First())
+			if err != nil {
+				return err
+			}
+			env, err := container.ReadEnv(c.StringSlice("env"), c.StringSlice("env-file"))
+			if err != nil {
+				return err
+			}
+			es := container.ExecSpec{
+				Args: c.Args().Tail(), Env: env, User: c.String("user"), Workdir: c.String("workdir"),
+				Tty: c.Bool("tty"), Stdin: c.Bool("interactive"), Detach: c.Bool("detach"),
+			}
+			sess, err := cs.Exec(ctr, es)
+			if err != nil {
+				return cli.Exit(oneLine(err), container.ExitCode(err))
+			}
+			if es.Detach {
+				return nil
+			}
+			return streamSession(c, sess, es.Tty, es.Stdin)
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -63,6 +64,11 @@ type agent struct {
 	console  *os.File
 	pumps    sync.WaitGroup
 	ports    []netns.PortMapping
+	// writable and lowers are the union\'s layers, to read /etc/passwd.
+	writable string
+	lowers   []fuse.Lower
+	// reaped is closed when the current init was waited for.
+	reaped chan struct{}
 }
 
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
@@ -127,6 +133,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	}
 	rootfs := filepath.Join(a.spec.Dir, "rootfs")
 	writable := filepath.Join(a.spec.Dir, "diff")
+	a.writable, a.lowers = writable, lowers
 	if err := a.nestedUser(writable, lowers); err != nil {
 		return 125, err
 	}
@@ -368,7 +375,7 @@ func (a *agent) start(rootfs string) (int, error) {
 		cmd.Stdout, cmd.Stderr = outW, errW
 		stdout, stderr = outR, errR
 	}
-	if err := cmd.Start(); err != nil {
+	if err := a.startPinned(cmd); err != nil {
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	a.cmd = cmd
@@ -393,6 +400,7 @@ func (a *agent) start(rootfs string) (int, error) {
 	if err := json.NewDecoder(statusR).Decode(&ee); err == nil {
 		statusR.Close()
 		cmd.Wait()
+		close(a.reaped)
 		return ee.Code, &initError{code: ee.Code, err: errors.New(ee.Message)}
 	}
 	statusR.Close()
@@ -454,9 +462,30 @@ func (a *agent) pump(stream string, r io.Reader) {
 	}
 }
 
+// startPinned starts cmd from a thread that lives until the container's
+// init has been waited for: the kernel sends the parent-death signal when
+// the creating thread ends, not the process, and Go ends the threads of
+// locked goroutines that return (exec and the port dialer make such).
+func (a *agent) startPinned(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	a.reaped = make(chan struct{})
+	reaped := a.reaped
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		errc <- err
+		if err == nil {
+			<-reaped
+		}
+	}()
+	return <-errc
+}
+
 // wait waits for the container's init and returns its exit status.
 func (a *agent) wait() int {
 	err := a.cmd.Wait()
+	close(a.reaped)
 	// Output written before exit is still in the pipes: drain it.
 	done := make(chan struct{})
 	go func() { a.pumps.Wait(); close(done) }()
@@ -542,6 +571,9 @@ func (a *agent) serve(c net.Conn) {
 	}
 	var rep Reply
 	switch req.Op {
+	case "exec":
+		a.exec(c, req.Exec)
+		return
 	case "kill":
 		a.stop()
 		if err := a.signal(syscall.Signal(req.Signal)); err != nil {

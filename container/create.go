@@ -138,7 +138,7 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 		return nil, fmt.Errorf("no command specified: the image %s has no CMD or ENTRYPOINT; give one after the image name", o.Image)
 	}
 	r.Path, r.Args = argv[0], argv[1:]
-	env, err := buildEnv(img.Env, o)
+	env, err := buildEnv(img.Env, o, true)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +263,15 @@ var rlimitKnown = map[string]bool{"core": true, "cpu": true, "data": true, "fsiz
 	"msgqueue": true, "nice": true, "nofile": true, "nproc": true, "rss": true, "rtprio": true, "rttime": true,
 	"sigpending": true, "stack": true, "as": true}
 
-func buildEnv(imageEnv []string, o CreateOptions) ([]string, error) {
+// ReadEnv reads -e values and --env-file files into KEY=VALUE pairs (a bare
+// KEY takes the caller's value, or is left out).
+func ReadEnv(env, files []string) ([]string, error) {
+	return buildEnv(nil, CreateOptions{Env: env, EnvFiles: files}, false)
+}
+
+// buildEnv merges the image's environment with -e and --env-file; with
+// defaultPath, a PATH is added when none is set.
+func buildEnv(imageEnv []string, o CreateOptions, defaultPath bool) ([]string, error) {
 	env := append([]string{}, imageEnv...)
 	set := func(kv string) {
 		k, _, _ := strings.Cut(kv, "=")
@@ -307,7 +315,7 @@ func buildEnv(imageEnv []string, o CreateOptions) ([]string, error) {
 		}
 		add(e)
 	}
-	if !hasEnvKey(env, "PATH") {
+	if defaultPath && !hasEnvKey(env, "PATH") {
 		env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	}
 	return env, nil

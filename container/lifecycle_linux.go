@@ -399,3 +399,42 @@ func (s *Store) writeEtcFiles(c *Container) error {
 	}
 	return nil
 }
+
+// Exec runs a command in a running container. Unless detached, the session
+// streams its output and ends with its exit status.
+func (s *Store) Exec(c *Container, es ExecSpec) (*Session, error) {
+	if !c.IsActive() {
+		return nil, fmt.Errorf("container %s is not running", c.Name)
+	}
+	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
+	}
+	if err := writeJSON(conn, Request{Op: "exec", Exec: &es}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var rep Reply
+	if err := readJSON(conn, &rep); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
+	}
+	if rep.Error != "" {
+		conn.Close()
+		code := rep.Code
+		if code == 0 {
+			code = 125
+		}
+		return nil, &StartError{Code: code, Msg: rep.Error}
+	}
+	if es.Detach {
+		conn.Close()
+		return &Session{}, nil
+	}
+	f, err := conn.(*net.UnixConn).File()
+	conn.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &Session{conn: f, fw: NewFrameWriter(f)}, nil
+}

@@ -42,15 +42,34 @@ type ExecError struct {
 
 // Request is a control-socket request.
 type Request struct {
-	// Op is "kill" (send Signal) or "stop" (Signal, then SIGKILL after Timeout seconds).
-	Op      string `json:"op"`
-	Signal  int    `json:"signal,omitempty"`
-	Timeout int    `json:"timeout,omitempty"`
+	// Op is "kill" (send Signal), "stop" (Signal, then SIGKILL after
+	// Timeout seconds) or "exec" (run Exec in the container; after the
+	// Reply the connection carries Frames as an attach stream does, ending
+	// with the exit status).
+	Op      string    `json:"op"`
+	Signal  int       `json:"signal,omitempty"`
+	Timeout int       `json:"timeout,omitempty"`
+	Exec    *ExecSpec `json:"exec,omitempty"`
+}
+
+// ExecSpec is one `exec`.
+type ExecSpec struct {
+	Args []string
+	// Env is added to the container's environment.
+	Env []string
+	// User and Workdir, when set, replace the container's.
+	User    string
+	Workdir string
+	Tty     bool
+	Stdin   bool
+	Detach  bool
 }
 
 // Reply is the answer to a Request.
 type Reply struct {
 	Error string `json:"error,omitempty"`
+	// Code is the exit status for an exec that could not start (126, 127).
+	Code int `json:"code,omitempty"`
 }
 
 // Frame streams.
@@ -145,10 +164,28 @@ func writeJSON(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
+// readJSON reads one JSON message and its newline, and not a byte more: on
+// a connection, frames may follow.
 func readJSON(r io.Reader, v any) error {
-	err := json.NewDecoder(r).Decode(v)
-	if errors.Is(err, io.EOF) {
-		return io.ErrUnexpectedEOF
+	var line []byte
+	var b [1]byte
+	for {
+		n, err := r.Read(b[:])
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+			if len(line) > 16<<20 {
+				return errors.New("read message: too long")
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
 	}
-	return err
+	return json.Unmarshal(line, v)
 }

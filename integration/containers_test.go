@@ -543,3 +543,44 @@ func TestRestartPolicies(t *testing.T) {
 	e.ok("rm", "-f", "always", "fails")
 	waitGone(t)
 }
+
+func TestExec(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	e.ok("run", "-d", "--name", "box", "--hostname", "exbox", "-e", "FROMRUN=1", img, "sh", "-c", "echo made > /tmp/f; exec sleep 300")
+	t.Cleanup(func() { e.run("rm", "-f", "box") })
+	waitFor(t, func() bool { return e.run("exec", "box", "test", "-f", "/tmp/f").code == 0 })
+	// The exec'd process is a member of the container: its pid namespace,
+	// hostname, files and environment.
+	out := e.ok("exec", "box", "sh", "-c", "hostname; cat /tmp/f; echo $FROMRUN; ps -o pid,args | grep -c '^ *1 sleep 300$'; readlink /proc/1/exe")
+	if out != "exbox\nmade\n1\n1\n/bin/busybox\n" {
+		t.Errorf("exec view of the container:\n%s", out)
+	}
+	if out := e.ok("exec", "-e", "A=1", "-w", "/tmp", "-u", "33", "box", "sh", "-c", "echo $A $(pwd) $(id -u)"); out != "1 /tmp 33\n" {
+		t.Errorf("exec -e -w -u: %q", out)
+	}
+	if out := e.ok("exec", "-u", "www-data", "box", "id", "-un"); out != "www-data\n" {
+		t.Errorf("exec -u www-data: %q", out)
+	}
+	if r := e.run("exec", "box", "sh", "-c", "echo out; echo err >&2; exit 5"); r.code != 5 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("exec exit status and streams: %s", r)
+	}
+	if r := e.run("exec", "box", "nosuchcommand"); r.code != 127 {
+		t.Errorf("exec of a missing command: %s", r)
+	}
+	if r := e.runIn(strings.NewReader("piped\n"), "exec", "-i", "box", "cat"); r.stdout != "piped\n" {
+		t.Errorf("exec -i: %s", r)
+	}
+	e.ok("exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d")
+	waitFor(t, func() bool { return e.run("exec", "box", "cat", "/tmp/d").stdout == "detached\n" })
+	script := needTool(t, "script", "bsdutils")
+	if r := e.exe(nil, script, "-qec", roostBin+" exec -it box sh -c 'tty; exit 3'", "/dev/null"); r.code != 3 || !strings.Contains(r.stdout, "/dev/pts/") {
+		t.Errorf("exec -it: %s", r)
+	}
+	e.ok("stop", "-t", "0", "box")
+	line := e.fails("exec", "box", "true")
+	if !strings.Contains(line, "not running") {
+		t.Errorf("exec into a stopped container: %q", line)
+	}
+	e.fails("exec", "nosuchcontainer", "true")
+}
