@@ -56,7 +56,7 @@ func createFlags() []cli.Flag {
 		&cli.StringFlag{Name: "network", Aliases: []string{"net"}, Usage: "connect a container to a network: private (default), host or none"},
 		&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/tcp|udp]"},
 		&cli.BoolFlag{Name: "publish-all", Aliases: []string{"P"}, Usage: "publish all exposed ports to free host ports"},
-		&cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull image before running (missing, never)"},
+		&cli.StringFlag{Name: "pull", Value: "missing", Usage: "pull image before running: missing, always or never"},
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root filesystem as read only"},
 		&cli.StringFlag{Name: "restart", Value: "no", Usage: "restart policy to apply when a container exits"},
 		&cli.BoolFlag{Name: "rm", Usage: "automatically remove the container when it exits"},
@@ -79,10 +79,7 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 		return nil, usageError(c, "wants an IMAGE")
 	}
 	ref := c.Args().First()
-	img, err := is.Resolve(ref)
-	if errors.Is(err, layers.ErrNotFound) {
-		return nil, fmt.Errorf("unable to find image %q locally: pull is planned; import or load it first", ref)
-	}
+	img, err := resolveOrPull(c, is, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +165,7 @@ func runCommand() *cli.Command {
 	flags := append(createFlags(),
 		&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run container in background and print container ID"},
 		&cli.BoolFlag{Name: "sig-proxy", Value: true, Usage: "proxy received signals to the process"},
+		&cli.StringFlag{Name: "detach-keys", Usage: "override the key sequence for detaching a container (default ctrl-p,ctrl-q)"},
 	)
 	return &cli.Command{
 		Name:      "run",
@@ -231,6 +229,17 @@ func streamSession(c *cli.Context, sess *container.Session, tty, stdin bool) err
 	if stdin {
 		aio.Stdin = c.App.Reader
 	}
+	if tty && stdin {
+		keys := "ctrl-p,ctrl-q"
+		if c.IsSet("detach-keys") {
+			keys = c.String("detach-keys")
+		}
+		dk, err := container.ParseDetachKeys(keys)
+		if err != nil {
+			return err
+		}
+		aio.DetachKeys = dk
+	}
 	if tty {
 		if f, ok := c.App.Reader.(*os.File); ok && isTerminal(f) {
 			restore, err := makeRaw(f)
@@ -254,6 +263,9 @@ func streamSession(c *cli.Context, sess *container.Session, tty, stdin bool) err
 		}
 	}
 	code, err := sess.Stream(context.Background(), aio)
+	if errors.Is(err, container.ErrDetached) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -271,6 +283,7 @@ func startCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "attach", Aliases: []string{"a"}, Usage: "attach STDOUT/STDERR and forward signals"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "attach container's STDIN"},
+			&cli.StringFlag{Name: "detach-keys", Usage: "override the key sequence for detaching a container"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, -1, "at least one CONTAINER"); err != nil {
@@ -974,6 +987,48 @@ func execCommand() *cli.Command {
 				return nil
 			}
 			return streamSession(c, sess, es.Tty, es.Stdin)
+		},
+	}
+}
+
+func attachCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "attach",
+		Usage:     "Attach local standard input, output, and error streams to a running container",
+		ArgsUsage: "CONTAINER",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "detach-keys", Usage: "override the key sequence for detaching a container (default ctrl-p,ctrl-q)"},
+			&cli.BoolFlag{Name: "no-stdin", Usage: "do not attach STDIN"},
+			&cli.BoolFlag{Name: "sig-proxy", Value: true, Usage: "proxy all received signals to the process"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 1, "exactly one CONTAINER"); err != nil {
+				return err
+			}
+			_, cs, err := stores(c)
+			if err != nil {
+				return err
+			}
+			ctr, err := cs.Get(c.Args().First())
+			if err != nil {
+				return err
+			}
+			sess, err := cs.Attach(ctr)
+			if err != nil {
+				return err
+			}
+			stdin := !c.Bool("no-stdin") && ctr.Config.OpenStdin
+			if !ctr.Config.Tty && c.Bool("sig-proxy") {
+				sigs := make(chan os.Signal, 8)
+				signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+				defer signal.Stop(sigs)
+				go func() {
+					for s := range sigs {
+						cs.Kill(ctr, s.(syscall.Signal))
+					}
+				}()
+			}
+			return streamSession(c, sess, ctr.Config.Tty, stdin)
 		},
 	}
 }

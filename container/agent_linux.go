@@ -44,15 +44,21 @@ type AgentSpec struct {
 	Ports []netns.PortMapping
 	// Restart is the restart policy.
 	Restart RestartPolicy
+	// OpenStdin keeps the container's stdin open for later attaches (-i).
+	OpenStdin bool
 }
 
 // agent runs one container.
 type agent struct {
-	spec   AgentSpec
-	log    *logWriter
-	attach *FrameWriter
-	cmd    *exec.Cmd
-	exited chan struct{}
+	spec AgentSpec
+	log  *logWriter
+	// attach is the stream of the CLI that started the container, if any;
+	// attachers are every attached CLI (it too), written to by the pumps.
+	attach    *FrameWriter
+	attachMu  sync.Mutex
+	attachers map[*FrameWriter]bool
+	cmd       *exec.Cmd
+	exited    chan struct{}
 	// stopping is closed when stop or kill asked the container to end: the
 	// restart policy then no longer applies.
 	stopping chan struct{}
@@ -92,6 +98,7 @@ func runAgent(args []string) int {
 	if spec.Attach {
 		conn := os.NewFile(4, "attach")
 		a.attach = NewFrameWriter(conn)
+		a.addAttacher(a.attach)
 		go a.readAttach(conn)
 	}
 	code, err := a.run(func(pid int) { report(Started{Pid: pid}) })
@@ -230,11 +237,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	}
 	Trace("agent", "cleaned-up")
 	// Last, so that a foreground `run --rm` returns when all is gone.
-	if a.attach != nil {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(code))
-		a.attach.WriteFrame(StreamExit, b[:])
-	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(code))
+	a.broadcast(StreamExit, b[:])
 	return code, nil
 }
 
@@ -354,7 +359,7 @@ func (a *agent) start(rootfs string) (int, error) {
 		// Own pipes, not cmd.StdoutPipe: Wait would close those before
 		// the output was read.
 		var outW, errW *os.File
-		if a.attach != nil {
+		if a.attach != nil || a.spec.OpenStdin {
 			inR, inW, err := os.Pipe()
 			if err != nil {
 				return 125, err
@@ -447,17 +452,34 @@ func (a *agent) pump(stream string, r io.Reader) {
 		id = StreamStderr
 	}
 	buf := make([]byte, 32<<10)
-	attached := a.attach != nil
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			a.log.write(stream, buf[:n])
-			if attached && a.attach.WriteFrame(id, buf[:n]) != nil {
-				attached = false
-			}
+			a.broadcast(id, buf[:n])
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+func (a *agent) addAttacher(fw *FrameWriter) {
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	if a.attachers == nil {
+		a.attachers = map[*FrameWriter]bool{}
+	}
+	a.attachers[fw] = true
+}
+
+// broadcast writes a frame to every attached CLI, dropping those gone.
+func (a *agent) broadcast(stream byte, p []byte) {
+	a.attachMu.Lock()
+	defer a.attachMu.Unlock()
+	for fw := range a.attachers {
+		if fw.WriteFrame(stream, p) != nil {
+			delete(a.attachers, fw)
 		}
 	}
 }
@@ -574,11 +596,49 @@ func (a *agent) serve(c net.Conn) {
 	case "exec":
 		a.exec(c, req.Exec)
 		return
+	case "attach":
+		if err := writeJSON(c, Reply{}); err != nil {
+			return
+		}
+		f, err := c.(*net.UnixConn).File()
+		if err != nil {
+			return
+		}
+		fw := NewFrameWriter(f)
+		a.addAttacher(fw)
+		a.readAttach(f) // until the CLI detaches or goes
+		a.attachMu.Lock()
+		delete(a.attachers, fw)
+		a.attachMu.Unlock()
+		f.Close()
+		return
 	case "kill":
 		a.stop()
 		if err := a.signal(syscall.Signal(req.Signal)); err != nil {
 			rep.Error = err.Error()
 		}
+		a.resume()
+	case "pause":
+		if err := a.pause(); err != nil {
+			rep.Error = err.Error()
+		}
+	case "unpause":
+		if err := a.unpause(); err != nil {
+			rep.Error = err.Error()
+		}
+	case "procs":
+		a.mu.Lock()
+		pid := a.state.Pid
+		a.mu.Unlock()
+		if pid == 0 {
+			rep.Error = "container is not running"
+			break
+		}
+		ps, err := procs(pid)
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		rep.Procs = ps
 	case "stop":
 		a.stop()
 		sig := syscall.Signal(req.Signal)
@@ -586,6 +646,7 @@ func (a *agent) serve(c net.Conn) {
 			sig = syscall.SIGTERM
 		}
 		a.signal(sig)
+		a.resume()
 		exited := a.current()
 		select {
 		case <-exited:
@@ -640,4 +701,47 @@ func (a *agent) signal(sig syscall.Signal) error {
 	default:
 	}
 	return a.cmd.Process.Signal(sig)
+}
+
+// pause freezes the container's processes. There is no delegated cgroup
+// here for the freezer, so it stops them with signals (State.PauseMethod).
+func (a *agent) pause() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.state.Running || a.state.Pid == 0 {
+		return errors.New("container is not running")
+	}
+	if a.state.Paused {
+		return errors.New("container is already paused")
+	}
+	if err := freeze(a.state.Pid); err != nil {
+		thaw(a.state.Pid)
+		return err
+	}
+	a.state.Paused, a.state.Status, a.state.PauseMethod = true, "paused", "signals"
+	return writeState(a.spec.Dir, &a.state)
+}
+
+func (a *agent) unpause() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.state.Paused {
+		return errors.New("container is not paused")
+	}
+	if err := thaw(a.state.Pid); err != nil {
+		return err
+	}
+	a.state.Paused, a.state.Status = false, "running"
+	return writeState(a.spec.Dir, &a.state)
+}
+
+// resume continues a paused container so that a stop or kill signal it was
+// sent takes effect.
+func (a *agent) resume() {
+	a.mu.Lock()
+	paused, pid := a.state.Paused, a.state.Pid
+	a.mu.Unlock()
+	if paused && pid != 0 {
+		thaw(pid)
+	}
 }

@@ -58,6 +58,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		Network:    c.HostConfig.NetworkMode,
 		Ports:      c.Ports,
 		Restart:    c.HostConfig.RestartPolicy,
+		OpenStdin:  c.Config.OpenStdin,
 	}
 	for _, m := range c.Mounts {
 		if m.Anonymous {
@@ -142,7 +143,13 @@ func ExitCode(err error) int {
 type AttachIO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// DetachKeys, read from Stdin, end the session and leave the container
+	// running (Docker's ctrl-p,ctrl-q).
+	DetachKeys []byte
 }
+
+// ErrDetached ends a session that the detach keys left.
+var ErrDetached = errors.New("detached")
 
 // Stream copies the session's streams until the container exits, and
 // returns its exit status. Stdin is sent when not nil.
@@ -151,11 +158,27 @@ func (sess *Session) Stream(ctx context.Context, o AttachIO) (int, error) {
 		return 0, errors.New("session is not attached")
 	}
 	defer sess.conn.Close()
+	detached := make(chan struct{})
 	if o.Stdin != nil {
 		go func() {
 			buf := make([]byte, 32<<10)
+			matched := 0
 			for {
 				n, err := o.Stdin.Read(buf)
+				if len(o.DetachKeys) > 0 {
+					for _, b := range buf[:n] {
+						if b == o.DetachKeys[matched] {
+							matched++
+						} else {
+							matched = 0
+						}
+						if matched == len(o.DetachKeys) {
+							close(detached)
+							sess.conn.Close()
+							return
+						}
+					}
+				}
 				if n > 0 && sess.fw.WriteFrame(StreamStdin, buf[:n]) != nil {
 					return
 				}
@@ -170,6 +193,11 @@ func (sess *Session) Stream(ctx context.Context, o AttachIO) (int, error) {
 	for {
 		stream, p, err := ReadFrame(sess.conn, buf)
 		if err != nil {
+			select {
+			case <-detached:
+				return 0, ErrDetached
+			default:
+			}
 			return 0, fmt.Errorf("container stream ended without an exit status: %w", err)
 		}
 		buf = p[:0]
@@ -437,4 +465,98 @@ func (s *Store) Exec(c *Container, es ExecSpec) (*Session, error) {
 		return nil, err
 	}
 	return &Session{conn: f, fw: NewFrameWriter(f)}, nil
+}
+
+// Pause freezes a running container; Unpause continues it.
+func (s *Store) Pause(c *Container) error {
+	if !c.IsActive() {
+		return fmt.Errorf("container %s is not running (%w)", c.Name, ErrConflict)
+	}
+	return s.request(c, Request{Op: "pause"}, 30*time.Second)
+}
+
+// Unpause continues a paused container.
+func (s *Store) Unpause(c *Container) error {
+	if !c.IsActive() {
+		return fmt.Errorf("container %s is not running (%w)", c.Name, ErrConflict)
+	}
+	return s.request(c, Request{Op: "unpause"}, 30*time.Second)
+}
+
+// Procs lists a running container's processes.
+func (s *Store) Procs(c *Container) ([]Proc, error) {
+	if !c.IsActive() {
+		return nil, fmt.Errorf("container %s is not running (%w)", c.Name, ErrConflict)
+	}
+	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := writeJSON(conn, Request{Op: "procs"}); err != nil {
+		return nil, err
+	}
+	var rep Reply
+	if err := readJSON(conn, &rep); err != nil {
+		return nil, err
+	}
+	if rep.Error != "" {
+		return nil, fmt.Errorf("%s: %s", c.Name, rep.Error)
+	}
+	return rep.Procs, nil
+}
+
+// Attach attaches to a running container's streams.
+func (s *Store) Attach(c *Container) (*Session, error) {
+	if !c.IsActive() {
+		return nil, fmt.Errorf("you cannot attach to a stopped container, start it first")
+	}
+	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
+	}
+	if err := writeJSON(conn, Request{Op: "attach"}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var rep Reply
+	if err := readJSON(conn, &rep); err != nil || rep.Error != "" {
+		conn.Close()
+		if err == nil {
+			err = errors.New(rep.Error)
+		}
+		return nil, fmt.Errorf("attach to %s: %w", c.Name, err)
+	}
+	f, err := conn.(*net.UnixConn).File()
+	conn.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &Session{conn: f, fw: NewFrameWriter(f)}, nil
+}
+
+// ParseDetachKeys reads Docker's --detach-keys: "ctrl-p,ctrl-q", letters, ctrl-@ to ctrl-_.
+func ParseDetachKeys(s string) ([]byte, error) {
+	var out []byte
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		switch {
+		case len(k) == 1:
+			out = append(out, k[0])
+		case strings.HasPrefix(k, "ctrl-") && len(k) == 6:
+			c := k[5]
+			switch {
+			case c >= 'a' && c <= 'z':
+				out = append(out, c-'a'+1)
+			case c >= '@' && c <= '_':
+				out = append(out, c-'@')
+			default:
+				return nil, fmt.Errorf("invalid detach key %q", k)
+			}
+		default:
+			return nil, fmt.Errorf("invalid detach key %q: use a letter or ctrl-<letter>, comma separated", k)
+		}
+	}
+	return out, nil
 }

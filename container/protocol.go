@@ -43,9 +43,10 @@ type ExecError struct {
 // Request is a control-socket request.
 type Request struct {
 	// Op is "kill" (send Signal), "stop" (Signal, then SIGKILL after
-	// Timeout seconds) or "exec" (run Exec in the container; after the
-	// Reply the connection carries Frames as an attach stream does, ending
-	// with the exit status).
+	// Timeout seconds), "pause", "unpause", "procs" (list the processes),
+	// "exec" (run Exec in the container; after the Reply the connection
+	// carries Frames as an attach stream does, ending with the exit status)
+	// or "attach" (after the Reply, an attach stream of the container).
 	Op      string    `json:"op"`
 	Signal  int       `json:"signal,omitempty"`
 	Timeout int       `json:"timeout,omitempty"`
@@ -68,6 +69,8 @@ type ExecSpec struct {
 // Reply is the answer to a Request.
 type Reply struct {
 	Error string `json:"error,omitempty"`
+	// Procs answers "procs": the container's processes.
+	Procs []Proc `json:"procs,omitempty"`
 	// Code is the exit status for an exec that could not start (126, 127).
 	Code int `json:"code,omitempty"`
 }

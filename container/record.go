@@ -137,6 +137,9 @@ type State struct {
 	FinishedAt time.Time
 	// AgentPid is the agent's pid, for diagnostics.
 	AgentPid int `json:",omitempty"`
+	// PauseMethod says how the container was paused: "signals" (SIGSTOP to
+	// every process) where no cgroup freezer was delegated.
+	PauseMethod string `json:",omitempty"`
 	// RestartCount is how often the restart policy restarted it.
 	RestartCount int `json:",omitempty"`
 	// Ports are the published ports as bound, while running.

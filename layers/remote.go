@@ -1,0 +1,1087 @@
+package layers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	dockerconfig "github.com/docker/cli/cli/config"
+	dockertypes "github.com/docker/cli/cli/config/types"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// This file is the store's side of the registry protocol: Pull, Push, Login
+// and Logout. The protocol itself (token and basic auth, manifest lists,
+// retries, existence checks, cross-repository mounts) is go-containerregistry's.
+//
+// A pulled image keeps the registry's manifest and config bytes and, for
+// compressed layers, the compressed blobs, so that pushing an unchanged image
+// reproduces the manifest digest it was pulled by. A layer is downloaded at
+// most once: the compressed stream is hashed into blobs/sha256 and, in the
+// same pass, decompressed into layers/<diffid>; both digests must verify.
+
+// RemoteOptions say how to reach registries. The zero value pulls the host's
+// platform with Docker's credentials.
+type RemoteOptions struct {
+	// Platform is os/arch[/variant] to pick from a multi-platform image;
+	// empty means the host's.
+	Platform string
+	// Insecure lists registries (host or host:port) reached over plain HTTP.
+	// localhost and 127.0.0.0/8 always may be, as with Docker.
+	Insecure []string
+	// Mirrors maps a registry host (docker.io for Docker Hub) to mirrors
+	// ("host[:port]" or "http(s)://host[:port]") tried before it, best effort.
+	Mirrors map[string][]string
+	// Keychain finds credentials; nil means authn.DefaultKeychain (Docker's
+	// config.json and credential helpers).
+	Keychain authn.Keychain
+	// Transport, when set, carries the HTTP requests.
+	Transport http.RoundTripper
+	// Jobs bounds the layers transferred at once; 0 means 3.
+	Jobs int
+	// Progress, when set, is told what happens to each layer. Calls are
+	// serialized; the callback must not block for long.
+	Progress func(Progress)
+}
+
+// Progress is one event of a pull or push, in Docker's words.
+type Progress struct {
+	// Digest is the layer's blob digest as the manifest names it.
+	Digest v1.Hash
+	// Status is one of the Status* constants.
+	Status string
+	// Current and Total are bytes transferred so far and in all, for
+	// StatusDownloading and StatusPushing.
+	Current, Total int64
+}
+
+// Progress statuses, as Docker prints them.
+const (
+	StatusPullingLayer  = "Pulling fs layer"
+	StatusAlreadyExists = "Already exists"
+	StatusDownloading   = "Downloading"
+	StatusRetrying      = "Retrying"
+	StatusVerifying     = "Verifying Checksum"
+	StatusDownloaded    = "Download complete"
+	StatusPullComplete  = "Pull complete"
+	StatusPreparing     = "Preparing"
+	StatusPushing       = "Pushing"
+	StatusPushed        = "Pushed"
+	StatusLayerExists   = "Layer already exists"
+)
+
+// PullResult says what Pull stored.
+type PullResult struct {
+	// ID is the image ID.
+	ID v1.Hash
+	// Digest is the digest the reference resolved to in the registry: the
+	// manifest list's, for a multi-platform image.
+	Digest v1.Hash
+	// Reference is the normalized reference pulled (docker.io/library/busybox:latest).
+	Reference name.Reference
+	// UpToDate is true when the store already had the image under this
+	// reference and nothing changed.
+	UpToDate bool
+}
+
+// PushResult says what Push wrote.
+type PushResult struct {
+	// Digest and Size are the pushed manifest's.
+	Digest v1.Hash
+	Size   int64
+}
+
+const defaultJobs = 3
+
+// HostPlatform is the platform images are pulled for by default.
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm" {
+		p.Variant = "v7"
+	}
+	return p
+}
+
+// Pull fetches ref (a tag, latest by default, or a digest) and stores it. On
+// error, and when interrupted, the store holds no new image and nothing the
+// pull wrote stays beyond the next collection; a later pull completes.
+func (s *Store) Pull(ctx context.Context, ref string, o RemoteOptions) (res *PullResult, err error) {
+	r, err := ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	want, explicit := HostPlatform(), o.Platform != ""
+	if explicit {
+		p, err := v1.ParsePlatform(o.Platform)
+		if err != nil {
+			return nil, fmt.Errorf("parse platform %q: %w", o.Platform, err)
+		}
+		want = *p
+	}
+	unlock, err := s.writing()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		unlock()
+		if err != nil {
+			s.collect(false)
+		}
+	}()
+	res, err = s.pull(ctx, r, want, explicit, o)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", FamiliarString(r), explain(err, r))
+	}
+	return res, nil
+}
+
+func (s *Store) pull(ctx context.Context, r name.Reference, want v1.Platform, explicit bool, o RemoteOptions) (*PullResult, error) {
+	rp := newReporter(o.Progress)
+	desc, err := o.get(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var img v1.Image
+	switch mt := desc.MediaType; {
+	case mt.IsIndex():
+		img, err = pickPlatform(desc, want)
+	case mt.IsSchema1():
+		return nil, fmt.Errorf("%s is a Docker schema 1 manifest, which roost does not pull: push the image again with a current Docker or Podman", desc.Digest)
+	case mt.IsImage():
+		img, err = desc.Image()
+	default:
+		return nil, fmt.Errorf("%s has media type %q, which is not an image", desc.Digest, mt)
+	}
+	if err != nil {
+		return nil, err
+	}
+	mb, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(mb))
+	if err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	config, err := s.fetchConfig(img, m.Config.Digest)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(config))
+	if err != nil {
+		return nil, fmt.Errorf("parse image config %s: %w", m.Config.Digest, err)
+	}
+	if explicit && (cf.OS != want.OS || cf.Architecture != want.Architecture) {
+		return nil, fmt.Errorf("image is %s/%s, not the requested %s", cf.OS, cf.Architecture, want)
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("image config %s lists %d layers, its manifest %d", m.Config.Digest, len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	type job struct {
+		desc   v1.Descriptor
+		diffID v1.Hash
+	}
+	var jobs []job
+	queued := map[v1.Hash]bool{}
+	for i, d := range m.Layers {
+		diffID := cf.RootFS.DiffIDs[i]
+		if s.hasPulledLayer(d, diffID) || queued[d.Digest] {
+			rp.report(Progress{Digest: d.Digest, Status: StatusAlreadyExists})
+			continue
+		}
+		queued[d.Digest] = true
+		rp.report(Progress{Digest: d.Digest, Status: StatusPullingLayer})
+		jobs = append(jobs, job{d, diffID})
+	}
+	n := o.Jobs
+	if n <= 0 {
+		n = defaultJobs
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, n)
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			if err := s.fetchLayer(ctx, img, j.desc, j.diffID, rp); err != nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// The first real failure, not the cancellations it caused.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var tags []name.Tag
+	if t, ok := r.(name.Tag); ok {
+		tags = append(tags, t)
+	}
+	repoDigest := r.Context().Digest(desc.Digest.String())
+	id, upToDate, err := s.addPulledImage(config, mb, tags, Normalized(repoDigest))
+	if err != nil {
+		return nil, err
+	}
+	return &PullResult{ID: id, Digest: desc.Digest, Reference: r, UpToDate: upToDate}, nil
+}
+
+// get fetches the descriptor ref points at, from a mirror when one answers.
+func (o RemoteOptions) get(ctx context.Context, r name.Reference) (*remote.Descriptor, error) {
+	for _, m := range o.Mirrors[registry(r.Context())] {
+		host, insecure := mirrorHost(m)
+		mr, err := name.ParseReference(host+"/"+r.Context().RepositoryStr()+sep(r)+r.Identifier(), o.nameOpts(host, insecure)...)
+		if err != nil {
+			continue
+		}
+		if d, err := remote.Get(mr, o.remoteOpts(ctx)...); err == nil {
+			return d, nil
+		}
+	}
+	rr, err := o.reference(r)
+	if err != nil {
+		return nil, err
+	}
+	return remote.Get(rr, o.remoteOpts(ctx)...)
+}
+
+// mirrorHost strips a mirror's scheme; http:// marks it insecure.
+func mirrorHost(m string) (host string, insecure bool) {
+	if h, ok := strings.CutPrefix(m, "http://"); ok {
+		return strings.TrimSuffix(h, "/"), true
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(m, "https://"), "/"), false
+}
+
+// reference re-parses r with the transport options its registry needs.
+func (o RemoteOptions) reference(r name.Reference) (name.Reference, error) {
+	return name.ParseReference(r.Name(), o.nameOpts(r.Context().RegistryStr(), false)...)
+}
+
+func (o RemoteOptions) nameOpts(host string, insecure bool) []name.Option {
+	opts := []name.Option{name.WithDefaultRegistry("docker.io")}
+	if insecure || o.insecure(host) {
+		opts = append(opts, name.Insecure)
+	}
+	return opts
+}
+
+// insecure reports whether host may be reached over plain HTTP.
+func (o RemoteOptions) insecure(host string) bool {
+	if slices.Contains(o.Insecure, host) {
+		return true
+	}
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	if slices.Contains(o.Insecure, h) || h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(h, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func (o RemoteOptions) remoteOpts(ctx context.Context) []remote.Option {
+	kc := o.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = defaultJobs
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(kc),
+		remote.WithJobs(jobs),
+		remote.WithUserAgent("roost"),
+	}
+	if o.Transport != nil {
+		opts = append(opts, remote.WithTransport(o.Transport))
+	}
+	return opts
+}
+
+// pickPlatform picks the image for want from a manifest list or OCI index.
+func pickPlatform(desc *remote.Descriptor, want v1.Platform) (v1.Image, error) {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+outer:
+	for depth := 0; depth < 4; depth++ {
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		var have []string
+		for _, d := range im.Manifests {
+			if d.Platform == nil || d.Platform.OS == "unknown" {
+				continue
+			}
+			have = append(have, d.Platform.String())
+			p := d.Platform
+			if p.OS != want.OS || p.Architecture != want.Architecture || want.Variant != "" && p.Variant != want.Variant {
+				continue
+			}
+			if d.MediaType.IsIndex() {
+				if idx, err = idx.ImageIndex(d.Digest); err != nil {
+					return nil, err
+				}
+				continue outer
+			}
+			return idx.Image(d.Digest)
+		}
+		if len(have) == 0 {
+			return nil, fmt.Errorf("manifest list %s names no platforms", desc.Digest)
+		}
+		return nil, fmt.Errorf("no image for %s in manifest list %s (it has %s): choose one with --platform", want, desc.Digest, strings.Join(have, ", "))
+	}
+	return nil, fmt.Errorf("manifest list %s nests too deeply", desc.Digest)
+}
+
+// fetchConfig returns the image's config, from the store when it has it.
+func (s *Store) fetchConfig(img v1.Image, h v1.Hash) ([]byte, error) {
+	if s.HasBlob(h) {
+		if b, err := s.Blob(h); err == nil {
+			return b, nil
+		}
+	}
+	b, err := img.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("fetch image config %s: %w", h, err)
+	}
+	if got := sha256Of(b); got != h {
+		return nil, fmt.Errorf("image config %s: %w (it hashes to %s)", h, ErrCorrupt, got)
+	}
+	return b, nil
+}
+
+func sha256Of(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)}
+}
+
+// hasPulledLayer reports whether a manifest layer needs no download: the
+// layer is stored and so is its blob, unless the blob is the layer itself.
+// A layer stored without its compressed blob (by import or load) is fetched
+// again so that a later push can send the registry's exact bytes.
+func (s *Store) hasPulledLayer(d v1.Descriptor, diffID v1.Hash) bool {
+	return s.HasLayer(diffID) && (d.Digest == diffID || s.HasBlob(d.Digest))
+}
+
+// fetchLayer downloads one layer into the store, retrying transfers that
+// break off.
+func (s *Store) fetchLayer(ctx context.Context, img v1.Image, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
+	l, err := img.LayerByDigest(d.Digest)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", d.Digest, err)
+	}
+	const attempts = 3
+	for try := 1; ; try++ {
+		err = s.fetchLayerOnce(ctx, l, d, diffID, rp)
+		if err != nil && try > 1 {
+			err = fmt.Errorf("%w (download tried %d times)", err, try)
+		}
+		if err == nil || try == attempts || !retryable(ctx, err) {
+			break
+		}
+		rp.report(Progress{Digest: d.Digest, Status: StatusRetrying})
+		select {
+		case <-time.After(time.Duration(try) * time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", d.Digest, err)
+	}
+	rp.report(Progress{Digest: d.Digest, Status: StatusPullComplete})
+	return nil
+}
+
+// retryable reports whether a failed layer download may succeed again: the
+// connection broke, not the content or the request.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, ErrCorrupt) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests
+	}
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "connection reset")
+}
+
+func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	pr := &progressReader{r: corruptReader{rc}, total: d.Size, report: func(n int64) {
+		rp.report(Progress{Digest: d.Digest, Status: StatusDownloading, Current: n, Total: d.Size})
+	}}
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	defer stop()
+	err = s.putPulledLayer(pr, d, diffID, func() {
+		rp.report(Progress{Digest: d.Digest, Status: StatusVerifying})
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err == nil {
+		rp.report(Progress{Digest: d.Digest, Status: StatusDownloaded})
+	}
+	return err
+}
+
+// corruptReader turns go-containerregistry's digest and size checks of a
+// fetched blob into ErrCorrupt.
+type corruptReader struct{ r io.Reader }
+
+func (c corruptReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == nil || err == io.EOF || !strings.HasPrefix(err.Error(), "error verifying") {
+		return n, err
+	}
+	if m := verifyDigestErr.FindStringSubmatch(err.Error()); m != nil {
+		return n, fmt.Errorf("%w (it hashes to %s)", ErrCorrupt, m[1])
+	}
+	if m := verifySizeErr.FindStringSubmatch(err.Error()); m != nil {
+		return n, fmt.Errorf("%w: the registry sent %s bytes, the manifest says %s", ErrCorrupt, m[1], m[2])
+	}
+	return n, fmt.Errorf("%w: %s", ErrCorrupt, err)
+}
+
+// go-containerregistry's verify errors, which have no type.
+var (
+	verifyDigestErr = regexp.MustCompile(`got "?(sha256:[0-9a-f]{64})"?`)
+	verifySizeErr   = regexp.MustCompile(`verifying size; got (\d+), want (\d+)`)
+)
+
+// putPulledLayer stores a layer as fetched: its blob (unless it is the
+// uncompressed layer itself) and its uncompressed tar, in one pass over r.
+// Both the blob digest and the diff ID must verify; the error names the one
+// that does not.
+func (s *Store) putPulledLayer(r io.Reader, d v1.Descriptor, diffID v1.Hash, verifying func()) error {
+	if d.Digest == diffID {
+		got, _, err := s.PutLayer(r)
+		if err != nil {
+			return err
+		}
+		verifying()
+		if got != diffID {
+			return fmt.Errorf("%w: it hashes to %s", ErrCorrupt, got)
+		}
+		return nil
+	}
+	pr, pw := io.Pipe()
+	blobErr := make(chan error, 1)
+	go func() {
+		err := s.PutBlobFrom(io.TeeReader(r, pw), d.Digest)
+		pw.CloseWithError(err)
+		blobErr <- err
+	}()
+	var got v1.Hash
+	dr, err := Decompress(pr)
+	if err == nil {
+		got, _, err = s.PutLayer(dr)
+		if c, ok := dr.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	if err == nil {
+		// The compressed stream may end after the tar does.
+		_, err = io.Copy(io.Discard, pr)
+	}
+	if err != nil {
+		pr.CloseWithError(err)
+	} else {
+		pr.Close()
+	}
+	berr := <-blobErr
+	verifying()
+	switch {
+	case err != nil && (berr == nil || errors.Is(berr, err)):
+		// The layer failed first; the blob failed because of it.
+		return err
+	case berr != nil:
+		return berr
+	case got != diffID:
+		return fmt.Errorf("%w: its content hashes to %s, the image config says %s", ErrCorrupt, got, diffID)
+	}
+	return nil
+}
+
+// PutBlobFrom stores the blob read from r under the digest want: it hashes
+// while copying to a temp file, syncs it and renames it into place, and fails
+// with ErrCorrupt, keeping nothing, when the content does not hash to want.
+// Idempotent. The caller must hold the writer lock (see writing).
+func (s *Store) PutBlobFrom(r io.Reader, want v1.Hash) (err error) {
+	if want.Algorithm != "sha256" {
+		return fmt.Errorf("store blob %s: unsupported digest algorithm", want)
+	}
+	f, err := s.tempFile("blob-")
+	if err != nil {
+		return fmt.Errorf("store blob %s: %w", want, err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	er := &errReader{r: r}
+	_, err = io.Copy(io.MultiWriter(bw, h), er)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		f.Close()
+		if er.err != nil {
+			return er.err // the source failed: nothing to say about the store
+		}
+		return fmt.Errorf("store blob %s: %w", want, err)
+	}
+	if err := closeSynced(f); err != nil {
+		return fmt.Errorf("store blob %s: %w", want, err)
+	}
+	if got := hashOf(h); got != want {
+		return fmt.Errorf("blob %s: %w (it hashes to %s)", want, ErrCorrupt, got)
+	}
+	if err := os.Rename(f.Name(), s.blobPath(want)); err != nil {
+		return fmt.Errorf("store blob %s: %w", want, err)
+	}
+	return nil
+}
+
+// errReader remembers its reader's failure.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// addPulledImage stores an image as a registry serves it: its config and
+// manifest bytes unchanged, its layers already in the store. It points tags
+// at it and records repoDigest. upToDate says the store already had all of it.
+func (s *Store) addPulledImage(config, manifest []byte, tags []name.Tag, repoDigest string) (id v1.Hash, upToDate bool, err error) {
+	cf, err := v1.ParseConfigFile(bytes.NewReader(config))
+	if err != nil {
+		return v1.Hash{}, false, fmt.Errorf("parse image config: %w", err)
+	}
+	var total int64
+	for _, d := range cf.RootFS.DiffIDs {
+		size, err := s.LayerSize(d)
+		if err != nil {
+			return v1.Hash{}, false, err
+		}
+		total += size
+	}
+	if id, err = s.PutBlob(config); err != nil {
+		return v1.Hash{}, false, err
+	}
+	md, err := s.PutBlob(manifest)
+	if err != nil {
+		return v1.Hash{}, false, err
+	}
+	unlock, err := s.metaLock()
+	if err != nil {
+		return v1.Hash{}, false, err
+	}
+	defer unlock()
+	now := time.Now().UTC()
+	rec, err := s.readRecord(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		rec = &Record{ID: id, Size: total, Created: cf.Created.Time, Added: now}
+	case err != nil:
+		return v1.Hash{}, false, err
+	default:
+		upToDate = rec.Manifest == md && slices.Contains(rec.RepoDigests, repoDigest)
+	}
+	// The registry's manifest replaces one the store made (by import or
+	// load) so that a push sends the bytes the registry has.
+	rec.Manifest = md
+	if !slices.Contains(rec.RepoDigests, repoDigest) {
+		rec.RepoDigests = append(rec.RepoDigests, repoDigest)
+	}
+	tf, err := s.readTags()
+	if err != nil {
+		return v1.Hash{}, false, err
+	}
+	retag := false
+	for _, t := range tags {
+		if tf.Tags[Normalized(t)] != id {
+			tf.Tags[Normalized(t)] = id
+			retag = true
+		}
+	}
+	if retag {
+		rec.LastTag = now
+		upToDate = false
+	}
+	if err := s.writeJSON(s.recordPath(id), rec); err != nil {
+		return v1.Hash{}, false, fmt.Errorf("write image %s: %w", id, err)
+	}
+	if retag {
+		if err := s.writeTags(tf); err != nil {
+			return v1.Hash{}, false, err
+		}
+	}
+	return id, upToDate, nil
+}
+
+// addRepoDigest records that the image is known to a registry by repoDigest.
+func (s *Store) addRepoDigest(id v1.Hash, repoDigest string) error {
+	unlock, err := s.metaLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, err := s.readRecord(id)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(rec.RepoDigests, repoDigest) {
+		return nil
+	}
+	rec.RepoDigests = append(rec.RepoDigests, repoDigest)
+	if err := s.writeJSON(s.recordPath(id), rec); err != nil {
+		return fmt.Errorf("write image %s: %w", id, err)
+	}
+	return nil
+}
+
+// Push uploads the stored image that ref names to ref's registry. Blobs the
+// registry has are not sent again, and layers the image was pulled with from
+// another repository of the same registry are mounted from there. The pushed
+// digest is recorded in the image's RepoDigests.
+func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushResult, error) {
+	r, err := ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.push(ctx, r, img, o)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", FamiliarString(r), explain(err, r))
+	}
+	return res, nil
+}
+
+func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
+	vi, err := s.V1Image(img)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := o.reference(r)
+	if err != nil {
+		return nil, err
+	}
+	var origin name.Reference
+	for _, rd := range img.RepoDigests {
+		d, err := name.NewDigest(rd)
+		if err == nil && d.Context().RegistryStr() == rr.Context().RegistryStr() && d.Context().RepositoryStr() != rr.Context().RepositoryStr() {
+			origin = d
+			break
+		}
+	}
+	pi := &pushImage{Image: vi, rp: newReporter(o.Progress), origin: origin}
+	ls, err := pi.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		if d, err := l.Digest(); err == nil {
+			pi.rp.report(Progress{Digest: d, Status: StatusPreparing})
+		}
+	}
+	if err := remote.Write(rr, pi, o.remoteOpts(ctx)...); err != nil {
+		return nil, err
+	}
+	for _, l := range ls {
+		d, _ := l.Digest()
+		if !pi.pushed(d) {
+			pi.rp.report(Progress{Digest: d, Status: StatusLayerExists})
+		}
+	}
+	mb, err := vi.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	dg := sha256Of(mb)
+	if err := s.addRepoDigest(img.ID, Normalized(r.Context().Digest(dg.String()))); err != nil {
+		return nil, err
+	}
+	return &PushResult{Digest: dg, Size: int64(len(mb))}, nil
+}
+
+// pushImage is a stored image whose layers report their upload and may be
+// mounted from the repository the image was pulled from.
+type pushImage struct {
+	v1.Image
+	rp     *reporter
+	origin name.Reference
+
+	mu   sync.Mutex
+	sent map[v1.Hash]bool
+}
+
+func (pi *pushImage) pushed(d v1.Hash) bool {
+	pi.mu.Lock()
+	defer pi.mu.Unlock()
+	return pi.sent[d]
+}
+
+func (pi *pushImage) wrap(l v1.Layer) v1.Layer {
+	pl := &pushLayer{Layer: l, pi: pi}
+	if pi.origin != nil {
+		return &remote.MountableLayer{Layer: pl, Reference: pi.origin}
+	}
+	return pl
+}
+
+// Layers implements v1.Image.
+func (pi *pushImage) Layers() ([]v1.Layer, error) {
+	ls, err := pi.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = pi.wrap(l)
+	}
+	return out, nil
+}
+
+// LayerByDigest implements v1.Image.
+func (pi *pushImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := pi.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return pi.wrap(l), nil
+}
+
+// pushLayer reports the upload of one layer.
+type pushLayer struct {
+	v1.Layer
+	pi *pushImage
+}
+
+// Compressed implements v1.Layer: go-containerregistry opens it only to upload.
+func (l *pushLayer) Compressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	d, _ := l.Digest()
+	size, _ := l.Size()
+	rp := l.pi.rp
+	return &progressReader{r: rc, total: size, closer: rc, report: func(n int64) {
+		rp.report(Progress{Digest: d, Status: StatusPushing, Current: n, Total: size})
+	}, done: func() {
+		l.pi.mu.Lock()
+		if l.pi.sent == nil {
+			l.pi.sent = map[v1.Hash]bool{}
+		}
+		first := !l.pi.sent[d]
+		l.pi.sent[d] = true
+		l.pi.mu.Unlock()
+		if first {
+			rp.report(Progress{Digest: d, Status: StatusPushed})
+		}
+	}}, nil
+}
+
+// reporter serializes progress callbacks.
+type reporter struct {
+	mu sync.Mutex
+	fn func(Progress)
+}
+
+func newReporter(fn func(Progress)) *reporter { return &reporter{fn: fn} }
+
+func (r *reporter) report(p Progress) {
+	if r.fn == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fn(p)
+}
+
+// progressReader counts bytes read and reports at most every 100ms; done is
+// called once when the stream reaches its end.
+type progressReader struct {
+	r      io.Reader
+	closer io.Closer
+	total  int64
+	n      int64
+	last   time.Time
+	report func(n int64)
+	done   func()
+	ended  bool
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if p.report != nil && (time.Since(p.last) > 100*time.Millisecond || p.n == p.total) && n > 0 {
+		p.last = time.Now()
+		p.report(p.n)
+	}
+	if err == io.EOF && !p.ended {
+		p.ended = true
+		if p.done != nil {
+			p.done()
+		}
+	}
+	return n, err
+}
+
+func (p *progressReader) Close() error {
+	if p.closer != nil {
+		return p.closer.Close()
+	}
+	return nil
+}
+
+// explain turns registry errors into what a user can act on.
+func explain(err error, r name.Reference) error {
+	reg := r.Context().Registry
+	var te *transport.Error
+	if errors.As(err, &te) {
+		what := diagnostic(te)
+		blob := te.Request != nil && strings.Contains(te.Request.URL.Path, "/blobs/")
+		switch {
+		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden || hasCode(te, transport.UnauthorizedErrorCode, transport.DeniedErrorCode):
+			return fmt.Errorf("%s: run `roost login %s` first, or check the repository name", what, loginServer(reg))
+		case blob:
+			return err
+		case hasCode(te, transport.NameUnknownErrorCode):
+			return fmt.Errorf("repository %s not found in the registry (%s)", FamiliarRepository(r.Context()), what)
+		case te.StatusCode == http.StatusNotFound || hasCode(te, transport.ManifestUnknownErrorCode):
+			return fmt.Errorf("manifest for %s not found: no such image or tag in the registry (%s)", FamiliarString(r), what)
+		}
+	}
+	var ue x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ce x509.CertificateInvalidError
+	if errors.As(err, &ue) || errors.As(err, &he) || errors.As(err, &ce) {
+		return fmt.Errorf("%w: add the registry's CA to the system's trusted certificates (or SSL_CERT_FILE), or list %s under registries.insecure in roost's config", err, reg.RegistryStr())
+	}
+	return err
+}
+
+// diagnostic is the registry's own short account of an error.
+func diagnostic(te *transport.Error) string {
+	if len(te.Errors) > 0 {
+		d := te.Errors[0]
+		if d.Message != "" {
+			return fmt.Sprintf("%s: %s", d.Code, d.Message)
+		}
+		return string(d.Code)
+	}
+	return fmt.Sprintf("HTTP %d %s", te.StatusCode, http.StatusText(te.StatusCode))
+}
+
+func hasCode(te *transport.Error, codes ...transport.ErrorCode) bool {
+	for _, d := range te.Errors {
+		if slices.Contains(codes, d.Code) {
+			return true
+		}
+	}
+	return false
+}
+
+// loginServer is how a registry is named to login, and the key of its
+// credentials in Docker's config.json.
+func loginServer(reg name.Registry) string {
+	if reg.RegistryStr() == name.DefaultRegistry {
+		return "docker.io"
+	}
+	return reg.RegistryStr()
+}
+
+func configKey(reg name.Registry) string {
+	if reg.RegistryStr() == name.DefaultRegistry {
+		return authn.DefaultAuthKey
+	}
+	return reg.RegistryStr()
+}
+
+// parseServer reads a login server: host[:port], optionally as a URL;
+// empty means Docker Hub.
+func (o RemoteOptions) parseServer(server string) (name.Registry, error) {
+	s := strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://")
+	s, _, _ = strings.Cut(s, "/")
+	if s == "" || s == "docker.io" || s == "index.docker.io" || s == "registry-1.docker.io" {
+		s = name.DefaultRegistry
+	}
+	var opts []name.Option
+	if o.insecure(s) {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(s, opts...)
+	if err != nil {
+		return name.Registry{}, fmt.Errorf("invalid registry %q: %w", server, err)
+	}
+	return reg, nil
+}
+
+// Login checks user and password against server's registry (Docker Hub when
+// empty) and stores them in Docker's config.json ($DOCKER_CONFIG or
+// ~/.docker), or in the credential helper it names, as `docker login` does.
+// It returns the server's name as stored.
+func Login(ctx context.Context, server, user, password string, o RemoteOptions) (string, error) {
+	reg, err := o.parseServer(server)
+	if err != nil {
+		return "", err
+	}
+	if user == "" || password == "" {
+		return "", errors.New("login: a username and a password are needed")
+	}
+	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
+	if err := checkLogin(ctx, reg, auth, o); err != nil {
+		return "", fmt.Errorf("login %s: %w", loginServer(reg), err)
+	}
+	cf, err := dockerconfig.Load(dockerConfigDir())
+	if err != nil {
+		return "", fmt.Errorf("login %s: %w", loginServer(reg), err)
+	}
+	key := configKey(reg)
+	if err := cf.GetCredentialsStore(key).Store(dockertypes.AuthConfig{ServerAddress: key, Username: user, Password: password}); err != nil {
+		return "", fmt.Errorf("login %s: store credentials: %w", loginServer(reg), err)
+	}
+	if err := cf.Save(); err != nil {
+		return "", fmt.Errorf("login %s: save %s: %w", loginServer(reg), cf.Filename, err)
+	}
+	return loginServer(reg), nil
+}
+
+// checkLogin asks the registry's /v2/ endpoint with the credentials: basic
+// auth is sent as is, a token service is asked for a token.
+func checkLogin(ctx context.Context, reg name.Registry, auth authn.Authenticator, o RemoteOptions) error {
+	base := o.Transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	rt, err := transport.NewWithContext(ctx, reg, auth, base, []string{})
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+			return fmt.Errorf("unauthorized: incorrect username or password (%s)", diagnostic(te))
+		}
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s://%s/v2/", reg.Scheme(), reg.RegistryStr()), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return errors.New("unauthorized: incorrect username or password")
+	}
+	return transport.CheckError(resp, http.StatusOK)
+}
+
+// dockerConfigDir is where Docker keeps config.json: $DOCKER_CONFIG or
+// ~/.docker. (docker/cli's own lookup remembers its first answer, which
+// would tie a process to one directory.)
+func dockerConfigDir() string {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return d
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".docker")
+	}
+	return dockerconfig.Dir()
+}
+
+// Logout removes the credentials stored for server (Docker Hub when empty).
+// It reports whether there were any.
+func Logout(server string, o RemoteOptions) (string, bool, error) {
+	reg, err := o.parseServer(server)
+	if err != nil {
+		return "", false, err
+	}
+	cf, err := dockerconfig.Load(dockerConfigDir())
+	if err != nil {
+		return "", false, fmt.Errorf("logout %s: %w", loginServer(reg), err)
+	}
+	key := configKey(reg)
+	found := false
+	for _, k := range []string{key, "http://" + key, "https://" + key} {
+		if _, ok := cf.AuthConfigs[k]; ok {
+			found = true
+			if err := cf.GetCredentialsStore(k).Erase(k); err != nil {
+				return "", false, fmt.Errorf("logout %s: %w", loginServer(reg), err)
+			}
+		}
+	}
+	if !found {
+		return loginServer(reg), false, nil
+	}
+	if err := cf.Save(); err != nil {
+		return "", false, fmt.Errorf("logout %s: save %s: %w", loginServer(reg), cf.Filename, err)
+	}
+	return loginServer(reg), true, nil
+}

@@ -1,0 +1,648 @@
+package layers
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// testRegistry is go-containerregistry's in-memory registry behind a
+// wrapper that counts blob GETs and can tamper with responses.
+type testRegistry struct {
+	t    *testing.T
+	host string
+	// blobGets counts GETs of each blob digest.
+	mu       sync.Mutex
+	blobGets map[string]int
+	// intercept, when set, may answer a request instead of the registry.
+	intercept func(w http.ResponseWriter, r *http.Request) bool
+}
+
+func newTestRegistry(t *testing.T) *testRegistry {
+	t.Helper()
+	tr := &testRegistry{t: t, blobGets: map[string]int{}}
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			tr.mu.Lock()
+			tr.blobGets[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
+			tr.mu.Unlock()
+		}
+		tr.mu.Lock()
+		ic := tr.intercept
+		tr.mu.Unlock()
+		if ic != nil && ic(w, r) {
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	tr.host = strings.TrimPrefix(srv.URL, "http://")
+	return tr
+}
+
+func (tr *testRegistry) gets(h v1.Hash) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.blobGets[h.String()]
+}
+
+func (tr *testRegistry) totalGets() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	n := 0
+	for _, c := range tr.blobGets {
+		n += c
+	}
+	return n
+}
+
+func (tr *testRegistry) setIntercept(f func(w http.ResponseWriter, r *http.Request) bool) {
+	tr.mu.Lock()
+	tr.intercept = f
+	tr.mu.Unlock()
+}
+
+func (tr *testRegistry) ref(s string) string { return tr.host + "/" + s }
+
+// put pushes img (an image or index) to repo:tag and returns its digest.
+func (tr *testRegistry) put(ref string, img remote.Taggable) v1.Hash {
+	tr.t.Helper()
+	r, err := name.ParseReference(tr.ref(ref))
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	switch x := img.(type) {
+	case v1.Image:
+		err = remote.Write(r, x)
+	case v1.ImageIndex:
+		err = remote.WriteIndex(r, x)
+	}
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	d, err := img.(interface{ Digest() (v1.Hash, error) }).Digest()
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	return d
+}
+
+// remoteDigest is the digest ref resolves to in the registry.
+func (tr *testRegistry) remoteDigest(ref string) v1.Hash {
+	tr.t.Helper()
+	r, _ := name.ParseReference(tr.ref(ref))
+	d, err := remote.Head(r)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	return d.Digest
+}
+
+// testOptions are RemoteOptions that read no user's credentials.
+func testOptions() RemoteOptions {
+	return RemoteOptions{Keychain: authn.NewMultiKeychain()}
+}
+
+func randomImage(t *testing.T, layers int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(2048, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withPlatform(t, img, "linux", HostPlatform().Architecture)
+}
+
+func withPlatform(t *testing.T, img v1.Image, os, arch string) v1.Image {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func pull(t *testing.T, s *Store, ref string, o RemoteOptions) *PullResult {
+	t.Helper()
+	res, err := s.Pull(context.Background(), ref, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// wantStored checks that the store holds img's layers, config and its exact manifest.
+func wantStored(t *testing.T, s *Store, ref string, img v1.Image) *Image {
+	t.Helper()
+	stored, err := s.Resolve(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, _ := img.ConfigName()
+	if stored.ID != cn {
+		t.Errorf("image ID %s, want the config digest %s", stored.ID, cn)
+	}
+	md, _ := img.Digest()
+	if stored.Manifest != md {
+		t.Errorf("stored manifest %s, want the registry's %s", stored.Manifest, md)
+	}
+	ls, _ := img.Layers()
+	for _, l := range ls {
+		d, _ := l.DiffID()
+		if !s.HasLayer(d) {
+			t.Errorf("layer %s missing", d)
+		}
+		rc, err := s.OpenLayer(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			t.Errorf("layer %s: %v", d, err)
+		}
+		rc.Close()
+	}
+	return stored
+}
+
+func TestPullByTagAndDigest(t *testing.T) {
+	tr := newTestRegistry(t)
+	img := randomImage(t, 2)
+	d := tr.put("test/app:1", img)
+	s := newStore(t)
+	var events []Progress
+	o := testOptions()
+	o.Progress = func(p Progress) { events = append(events, p) }
+	res := pull(t, s, tr.ref("test/app:1"), o)
+	if res.Digest != d || res.UpToDate {
+		t.Errorf("pull result %+v, want digest %s, not up to date", res, d)
+	}
+	stored := wantStored(t, s, tr.ref("test/app:1"), img)
+	wantRD := tr.ref("test/app@") + d.String()
+	if len(stored.RepoDigests) != 1 || stored.RepoDigests[0] != wantRD {
+		t.Errorf("RepoDigests %v, want [%s]", stored.RepoDigests, wantRD)
+	}
+	complete := 0
+	for _, e := range events {
+		if e.Status == StatusPullComplete {
+			complete++
+		}
+	}
+	if complete != 2 {
+		t.Errorf("%d %q events, want 2: %+v", complete, StatusPullComplete, events)
+	}
+
+	// By digest, into a fresh store: no tag, found by its repo digest.
+	s2 := newStore(t)
+	pull(t, s2, tr.ref("test/app@")+d.String(), testOptions())
+	byDigest := wantStored(t, s2, tr.ref("test/app@")+d.String(), img)
+	if len(byDigest.Tags) != 0 {
+		t.Errorf("pull by digest tagged the image: %v", byDigest.Tags)
+	}
+
+	// Again: up to date, and no blob is fetched.
+	before := tr.totalGets()
+	if res := pull(t, s, tr.ref("test/app:1"), testOptions()); !res.UpToDate {
+		t.Error("second pull is not up to date")
+	}
+	if n := tr.totalGets() - before; n != 0 {
+		t.Errorf("second pull fetched %d blobs, want 0", n)
+	}
+}
+
+func TestPullPlatform(t *testing.T) {
+	tr := newTestRegistry(t)
+	host := HostPlatform()
+	other := "arm64"
+	if host.Architecture == "arm64" {
+		other = "amd64"
+	}
+	hostImg := withPlatform(t, randomImage(t, 1), "linux", host.Architecture)
+	otherImg := withPlatform(t, randomImage(t, 1), "linux", other)
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: otherImg, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: other}}},
+		mutate.IndexAddendum{Add: hostImg, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: host.Architecture}}},
+	)
+	idxDigest := tr.put("multi/app:latest", idx)
+
+	s := newStore(t)
+	res := pull(t, s, tr.ref("multi/app"), testOptions())
+	if res.Digest != idxDigest {
+		t.Errorf("pull digest %s, want the index's %s", res.Digest, idxDigest)
+	}
+	wantStored(t, s, tr.ref("multi/app"), hostImg)
+
+	o := testOptions()
+	o.Platform = "linux/" + other
+	s2 := newStore(t)
+	pull(t, s2, tr.ref("multi/app"), o)
+	got := wantStored(t, s2, tr.ref("multi/app"), otherImg)
+	cf, _, _ := s2.Config(got.ID)
+	if cf.Architecture != other {
+		t.Errorf("pulled %s, want %s", cf.Architecture, other)
+	}
+
+	o.Platform = "linux/s390x"
+	_, err := newStore(t).Pull(context.Background(), tr.ref("multi/app"), o)
+	if err == nil || !strings.Contains(err.Error(), "linux/s390x") {
+		t.Errorf("pull of a missing platform: %v, want an error naming linux/s390x", err)
+	}
+}
+
+// tarOf is a one-file layer tar.
+func tarOf(t *testing.T, name, content string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	tw.Close()
+	return b.Bytes()
+}
+
+func TestPullCompressions(t *testing.T) {
+	tr := newTestRegistry(t)
+	zb := tarOf(t, "zstd.txt", strings.Repeat("zstd ", 1000))
+	zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(zb)), nil },
+		tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(tarOf(t, "gzip.txt", "gzip"))), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul := static.NewLayer(tarOf(t, "plain.txt", "plain"), types.OCIUncompressedLayer)
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), gl, zl, ul)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img = withPlatform(t, img, "linux", HostPlatform().Architecture)
+	tr.put("comp/app:1", img)
+	s := newStore(t)
+	pull(t, s, tr.ref("comp/app:1"), testOptions())
+	stored := wantStored(t, s, tr.ref("comp/app:1"), img)
+	// The compressed blobs are kept; the uncompressed layer is its own blob.
+	for _, l := range []v1.Layer{gl, zl} {
+		d, _ := l.Digest()
+		if !s.HasBlob(d) {
+			t.Errorf("compressed blob %s not kept", d)
+		}
+	}
+	ud, _ := ul.Digest()
+	if s.HasBlob(ud) {
+		t.Errorf("uncompressed layer %s stored twice, as a blob too", ud)
+	}
+	// Push elsewhere: the same bytes, the same digest.
+	res, err := s.Push(context.Background(), tr.ref("comp/app:1"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest != stored.Manifest {
+		t.Errorf("push digest %s, want %s", res.Digest, stored.Manifest)
+	}
+}
+
+func TestPullSkipsStoredLayers(t *testing.T) {
+	tr := newTestRegistry(t)
+	base := randomImage(t, 2)
+	tr.put("skip/base:1", base)
+	extra, err := random.Layer(1024, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived, err := mutate.AppendLayers(base, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.put("skip/derived:1", derived)
+	s := newStore(t)
+	pull(t, s, tr.ref("skip/base:1"), testOptions())
+	var exists []v1.Hash
+	o := testOptions()
+	o.Progress = func(p Progress) {
+		if p.Status == StatusAlreadyExists {
+			exists = append(exists, p.Digest)
+		}
+	}
+	pull(t, s, tr.ref("skip/derived:1"), o)
+	wantStored(t, s, tr.ref("skip/derived:1"), derived)
+	ls, _ := base.Layers()
+	for _, l := range ls {
+		d, _ := l.Digest()
+		if n := tr.gets(d); n != 1 {
+			t.Errorf("base layer %s fetched %d times, want once", d, n)
+		}
+	}
+	ed, _ := extra.Digest()
+	if n := tr.gets(ed); n != 1 {
+		t.Errorf("new layer fetched %d times, want once", n)
+	}
+	if len(exists) != 2 {
+		t.Errorf("%d layers reported %q, want 2", len(exists), StatusAlreadyExists)
+	}
+}
+
+// wantEmptyStore fails unless the store holds no image, layer, blob or temp file.
+func wantEmptyStore(t *testing.T, s *Store) {
+	t.Helper()
+	for _, d := range []string{"images", "layers", "blobs/sha256", "tmp"} {
+		ents, _ := os.ReadDir(filepath.Join(s.Root(), d))
+		for _, e := range ents {
+			if e.Name() != "repositories.json" {
+				t.Errorf("store keeps %s/%s", d, e.Name())
+			}
+		}
+	}
+}
+
+func TestPullCorruptBlob(t *testing.T) {
+	tr := newTestRegistry(t)
+	img := randomImage(t, 2)
+	tr.put("bad/app:1", img)
+	ls, _ := img.Layers()
+	bad, _ := ls[1].Digest()
+	good, _ := ls[1].Compressed()
+	body, _ := io.ReadAll(good)
+	body[len(body)/2] ^= 0xff
+	tr.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+bad.String()) {
+			w.Write(body)
+			return true
+		}
+		return false
+	})
+	s := newStore(t)
+	_, err := s.Pull(context.Background(), tr.ref("bad/app:1"), testOptions())
+	if err == nil {
+		t.Fatal("pull of a corrupt blob succeeded")
+	}
+	t.Log(err)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), bad.String()) {
+		t.Errorf("error %q: want ErrCorrupt naming %s", err, bad)
+	}
+	if n := tr.gets(bad); n != 1 {
+		t.Errorf("corrupt blob fetched %d times, want once (no retry of bad content)", n)
+	}
+	wantEmptyStore(t, s)
+}
+
+func TestPullInterrupted(t *testing.T) {
+	tr := newTestRegistry(t)
+	img := randomImage(t, 1)
+	tr.put("cut/app:1", img)
+	ls, _ := img.Layers()
+	ld, _ := ls[0].Digest()
+	var cut atomic.Bool
+	cut.Store(true)
+	tr.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if !cut.Load() || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			return false
+		}
+		// Half the blob, then the connection drops.
+		rc, _ := ls[0].Compressed()
+		b, _ := io.ReadAll(rc)
+		size, _ := ls[0].Size()
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.Write(b[:len(b)/2])
+		w.(http.Flusher).Flush()
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return true
+	})
+	s := newStore(t)
+	_, err := s.Pull(context.Background(), tr.ref("cut/app:1"), testOptions())
+	if err == nil {
+		t.Fatal("pull succeeded though every download broke off")
+	}
+	t.Log(err)
+	if n := tr.gets(ld); n != 3 {
+		t.Errorf("broken download tried %d times, want 3", n)
+	}
+	wantEmptyStore(t, s)
+	cut.Store(false)
+	pull(t, s, tr.ref("cut/app:1"), testOptions())
+	wantStored(t, s, tr.ref("cut/app:1"), img)
+}
+
+func TestPushPullRoundTrip(t *testing.T) {
+	tr := newTestRegistry(t)
+	img := randomImage(t, 2)
+	d := tr.put("src/app:1", img)
+	s := newStore(t)
+	pull(t, s, tr.ref("src/app:1"), testOptions())
+	if err := s.Tag(tr.ref("src/app:1"), *mustTag(t, tr.ref("dst/app:2"))); err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	o := testOptions()
+	o.Progress = func(p Progress) { statuses = append(statuses, p.Status) }
+	before := tr.totalGets()
+	res, err := s.Push(context.Background(), tr.ref("dst/app:2"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest != d {
+		t.Errorf("pushed digest %s, want the pulled %s", res.Digest, d)
+	}
+	if got := tr.remoteDigest("dst/app:2"); got != d {
+		t.Errorf("registry has %s, want %s", got, d)
+	}
+	if n := tr.totalGets() - before; n != 0 {
+		t.Errorf("push fetched %d blobs", n)
+	}
+	// Same registry, other repository: the layers are mounted, not sent.
+	for _, st := range statuses {
+		if st == StatusPushed {
+			t.Errorf("a layer was uploaded though it could be mounted: %v", statuses)
+			break
+		}
+	}
+	stored, _ := s.Resolve(tr.ref("dst/app:2"))
+	if want := tr.ref("dst/app@") + d.String(); !contains(stored.RepoDigests, want) {
+		t.Errorf("RepoDigests %v lack %s", stored.RepoDigests, want)
+	}
+	// Remove, pull back from the new repository, push again: unchanged.
+	if _, err := s.Remove(stored.ID.String(), true); err != nil {
+		t.Fatal(err)
+	}
+	pull(t, s, tr.ref("dst/app:2"), testOptions())
+	res, err = s.Push(context.Background(), tr.ref("dst/app:2"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest != d {
+		t.Errorf("second push digest %s, want %s", res.Digest, d)
+	}
+}
+
+func TestPushImported(t *testing.T) {
+	tr := newTestRegistry(t)
+	s := newStore(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "rootfs.tar")
+	if err := os.WriteFile(p, tarOf(t, "etc/hello", "hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Import(ImportOptions{Source: p, Tag: mustTag(t, tr.ref("imp/app:1"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Push(context.Background(), tr.ref("imp/app:1"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := name.ParseReference(tr.ref("imp/app:1"))
+	rimg, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd, _ := rimg.Digest(); rd != res.Digest {
+		t.Errorf("registry digest %s, push said %s", rd, res.Digest)
+	}
+	if cn, _ := rimg.ConfigName(); cn != id {
+		t.Errorf("registry config %s, want the image ID %s", cn, id)
+	}
+	// Pull it into another store: same ID.
+	s2 := newStore(t)
+	if res := pull(t, s2, tr.ref("imp/app:1"), testOptions()); res.ID != id {
+		t.Errorf("pulled ID %s, want %s", res.ID, id)
+	}
+}
+
+func TestPullErrors(t *testing.T) {
+	tr := newTestRegistry(t)
+	tr.put("err/app:1", randomImage(t, 1))
+	s := newStore(t)
+	for _, tc := range []struct{ ref, want string }{
+		{tr.ref("err/app:nope"), "no such image or tag"},
+		{tr.ref("err/none:1"), "repository " + tr.ref("err/none") + " not found"},
+		{"127.0.0.1:1/x/y:1", "connection refused"},
+	} {
+		_, err := s.Pull(context.Background(), tc.ref, testOptions())
+		t.Log(err)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("pull %s: %v, want an error saying %q", tc.ref, err, tc.want)
+		}
+	}
+	wantEmptyStore(t, s)
+}
+
+// basicAuth answers 401 unless a request carries user:secret.
+func basicAuth(w http.ResponseWriter, r *http.Request) bool {
+	if u, p, ok := r.BasicAuth(); ok && u == "user" && p == "secret" {
+		return false
+	}
+	w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+	w.WriteHeader(http.StatusUnauthorized)
+	return true
+}
+
+func TestLoginLogout(t *testing.T) {
+	cfgDir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", cfgDir)
+	tr := newTestRegistry(t)
+	tr.put("a/b:1", randomImage(t, 1))
+	tr.setIntercept(basicAuth)
+	ctx := context.Background()
+	if _, err := Login(ctx, tr.host, "user", "wrong", RemoteOptions{}); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Errorf("login with a wrong password: %v, want unauthorized", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfgDir, "config.json")); err == nil {
+		t.Error("a failed login wrote config.json")
+	}
+	s := newStore(t)
+	_, err := s.Pull(ctx, tr.ref("a/b:1"), RemoteOptions{})
+	if err == nil || !strings.Contains(err.Error(), "roost login "+tr.host) {
+		t.Errorf("pull without login: %v, want advice to run roost login", err)
+	}
+	if _, err := Login(ctx, tr.host, "user", "secret", RemoteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(cfgDir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("config.json mode %v, want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	var cf struct {
+		Auths map[string]struct{ Auth string }
+	}
+	if err := json.Unmarshal(b, &cf); err != nil {
+		t.Fatal(err)
+	}
+	if got := cf.Auths[tr.host].Auth; got != base64.StdEncoding.EncodeToString([]byte("user:secret")) {
+		t.Errorf("config.json auths[%s] = %q, want base64 user:secret; file: %s", tr.host, got, b)
+	}
+	// The default keychain reads it.
+	pull(t, s, tr.ref("a/b:1"), RemoteOptions{})
+	server, found, err := Logout(tr.host, RemoteOptions{})
+	if err != nil || !found || server != tr.host {
+		t.Errorf("logout: %q %v %v", server, found, err)
+	}
+	if _, found, _ := Logout(tr.host, RemoteOptions{}); found {
+		t.Error("second logout found credentials")
+	}
+	if _, err := newStore(t).Pull(ctx, tr.ref("a/b:1"), RemoteOptions{}); err == nil {
+		t.Error("pull after logout succeeded")
+	}
+}
+
+func TestPullMirror(t *testing.T) {
+	mirror := newTestRegistry(t)
+	img := randomImage(t, 1)
+	d := mirror.put("lib/app:1", img)
+	// The registry itself is unreachable; its mirror answers.
+	o := testOptions()
+	o.Mirrors = map[string][]string{"127.0.0.1:1": {"http://nonesuch.invalid", "http://" + mirror.host}}
+	s := newStore(t)
+	res := pull(t, s, "127.0.0.1:1/lib/app:1", o)
+	if res.Digest != d {
+		t.Errorf("digest %s, want %s", res.Digest, d)
+	}
+	stored := wantStored(t, s, "127.0.0.1:1/lib/app:1", img)
+	if want := "127.0.0.1:1/lib/app@" + d.String(); !contains(stored.RepoDigests, want) {
+		t.Errorf("RepoDigests %v, want %s (the registry's name, not the mirror's)", stored.RepoDigests, want)
+	}
+}
