@@ -179,7 +179,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				Subcommands: []*cli.Command{
 					dfCommand(),
 					infoCommand(),
-					planned("prune", "Remove unused data", "the exec issue"),
+					systemPruneCommand(),
 				},
 			},
 		},

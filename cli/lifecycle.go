@@ -190,3 +190,79 @@ func memTotal() uint64 {
 	}
 	return 1
 }
+
+func systemPruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "Remove stopped containers, dangling images and leftovers of interrupted writes (and with --volumes, unused anonymous volumes)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "remove all unused images, not just dangling ones"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "do not prompt for confirmation"},
+			&cli.BoolFlag{Name: "volumes", Usage: "prune anonymous volumes"},
+		},
+		Action: func(c *cli.Context) error {
+			what := []string{"all stopped containers", "all dangling images"}
+			if c.Bool("all") {
+				what[1] = "all images without at least one container associated to them"
+			}
+			if c.Bool("volumes") {
+				what = append(what, "all anonymous volumes not used by at least one container")
+			}
+			q := "WARNING! This will remove:\n  - " + strings.Join(what, "\n  - ") + "\n"
+			if !c.Bool("force") && !confirm(c, q) {
+				return nil
+			}
+			is, cs, err := stores(c)
+			if err != nil {
+				return err
+			}
+			list, err := cs.List()
+			if err != nil {
+				return err
+			}
+			var removed []string
+			for _, ctr := range list {
+				if !ctr.IsActive() && cs.Remove(ctr, false, false) == nil {
+					removed = append(removed, ctr.ID)
+				}
+			}
+			if len(removed) > 0 {
+				fmt.Fprintln(c.App.Writer, "Deleted Containers:")
+				for _, id := range removed {
+					fmt.Fprintln(c.App.Writer, id)
+				}
+				fmt.Fprintln(c.App.Writer)
+			}
+			if c.Bool("volumes") {
+				vols, _ := cs.Volumes()
+				users, _ := cs.VolumeUsers()
+				var gone []string
+				for _, v := range vols {
+					if len(v.Name) == 64 && len(users[v.Name]) == 0 && cs.RemoveVolume(v.Name, false) == nil {
+						gone = append(gone, v.Name)
+					}
+				}
+				if len(gone) > 0 {
+					fmt.Fprintln(c.App.Writer, "Deleted Volumes:")
+					for _, n := range gone {
+						fmt.Fprintln(c.App.Writer, n)
+					}
+					fmt.Fprintln(c.App.Writer)
+				}
+			}
+			res, err := is.Prune(c.Bool("all"))
+			if err != nil {
+				return err
+			}
+			if len(res.Deleted) > 0 {
+				fmt.Fprintln(c.App.Writer, "Deleted Images:")
+				for _, d := range res.Deleted {
+					fmt.Fprintln(c.App.Writer, "deleted: "+d.String())
+				}
+				fmt.Fprintln(c.App.Writer)
+			}
+			fmt.Fprintln(c.App.Writer, "Total reclaimed space: "+humanSize(res.Reclaimed))
+			return nil
+		},
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/roost-containers/roost/container"
 	"github.com/roost-containers/roost/rootless"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -120,10 +121,28 @@ func dfCommand() *cli.Command {
 			if size > 0 {
 				reclaim += " (100%)"
 			}
+			nCtr, nActive, nVol, nVolUsed := 0, 0, 0, 0
+			if cs, err := container.OpenStore(envOf(c).cfg.Root, envOf(c).cfg.RunRoot); err == nil {
+				ctrs, _ := cs.List()
+				nCtr = len(ctrs)
+				for _, ctr := range ctrs {
+					if ctr.IsActive() {
+						nActive++
+					}
+				}
+				vols, _ := cs.Volumes()
+				users, _ := cs.VolumeUsers()
+				nVol = len(vols)
+				for _, v := range vols {
+					if len(users[v.Name]) > 0 {
+						nVolUsed++
+					}
+				}
+			}
 			rows := []dfRow{
 				{"Images", fmt.Sprint(len(imgs)), "0", humanSize(size), reclaim},
-				{"Containers", "0", "0", "0B", "0B"},
-				{"Local Volumes", "0", "0", "0B", "0B"},
+				{"Containers", fmt.Sprint(nCtr), fmt.Sprint(nActive), "0B", "0B"},
+				{"Local Volumes", fmt.Sprint(nVol), fmt.Sprint(nVolUsed), "0B", "0B"},
 				{"Build Cache", "0", "0", "0B", "0B"},
 			}
 			for _, r := range rows {

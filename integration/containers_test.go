@@ -584,3 +584,86 @@ func TestExec(t *testing.T) {
 	}
 	e.fails("exec", "nosuchcontainer", "true")
 }
+
+func TestPauseTopStatsAttach(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	e.ok("run", "-d", "--name", "counter", img, "sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done")
+	t.Cleanup(func() { e.run("rm", "-f", "counter") })
+	waitFor(t, func() bool { return strings.Count(e.ok("logs", "counter"), "\n") > 3 })
+	top := e.ok("top", "counter")
+	if !strings.HasPrefix(top, "UID") || !strings.Contains(top, "while true") {
+		t.Errorf("top:\n%s", top)
+	}
+	stats := e.ok("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "counter")
+	if !strings.HasPrefix(stats, "counter ") || strings.HasSuffix(stats, " 0\n") {
+		t.Errorf("stats --no-stream: %q", stats)
+	}
+	e.ok("pause", "counter")
+	if out := e.ok("inspect", "--format", "{{.State.Status}} {{.State.Paused}}", "counter"); out != "paused true\n" {
+		t.Errorf("after pause: %q", out)
+	}
+	if out := e.ok("ps", "--format", "{{.Status}}"); !strings.Contains(out, "(Paused)") {
+		t.Errorf("ps of a paused container: %q", out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := strings.Count(e.ok("logs", "counter"), "\n")
+	time.Sleep(500 * time.Millisecond)
+	if after := strings.Count(e.ok("logs", "counter"), "\n"); after != before {
+		t.Errorf("a paused container wrote %d lines", after-before)
+	}
+	if line := e.fails("exec", "counter", "true"); !strings.Contains(line, "paused") {
+		t.Errorf("exec into a paused container: %q", line)
+	}
+	e.ok("unpause", "counter")
+	waitFor(t, func() bool { return strings.Count(e.ok("logs", "counter"), "\n") > before+3 })
+	// A paused container still stops.
+	e.ok("pause", "counter")
+	e.ok("stop", "-t", "1", "counter")
+	if st := e.inspectContainer("counter").State.Status; st != "exited" {
+		t.Errorf("stop of a paused container: %s", st)
+	}
+	e.fails("pause", "counter")
+
+	// attach streams a running container's output; the detach keys leave it running.
+	e.ok("run", "-dit", "--name", "shell", img, "sh")
+	t.Cleanup(func() { e.run("rm", "-f", "shell") })
+	script := needTool(t, "script", "bsdutils")
+	in := "echo attached-$((40+2))\n"
+	r := e.exe(strings.NewReader(in), "sh", "-c", fmt.Sprintf("(cat; sleep 1; printf '\\020\\021'; sleep 1) | %s -qec '%s attach shell' /dev/null", script, roostBin))
+	if !strings.Contains(r.stdout, "attached-42") {
+		t.Errorf("attach: %s", r)
+	}
+	if st := e.inspectContainer("shell").State.Status; st != "running" {
+		t.Errorf("after detaching: %s, want running", st)
+	}
+	e.fails("attach", "counter")
+}
+
+func TestSystemPrune(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	e.ok("run", "--name", "stopped", "-v", "/anon", img, "true")
+	e.ok("run", "-d", "--name", "running", img, "sleep", "300")
+	t.Cleanup(func() { e.run("rm", "-f", "running") })
+	e.ok("volume", "create", "named")
+	p := e.path("other.tar")
+	smallTar(t, p, "dangling")
+	e.importTar(p, "")
+	if out := e.ok("system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Active}}"); !strings.Contains(out, "Containers 2 1\n") || !strings.Contains(out, "Local Volumes 2 1\n") {
+		t.Errorf("system df:\n%s", out)
+	}
+	out := e.ok("system", "prune", "-f", "--volumes")
+	if !strings.Contains(out, "Deleted Containers:") || !strings.Contains(out, "Deleted Images:") || !strings.Contains(out, "Deleted Volumes:") {
+		t.Errorf("system prune:\n%s", out)
+	}
+	if got := e.ok("ps", "-a", "--format", "{{.Names}}"); got != "running\n" {
+		t.Errorf("containers after prune: %q", got)
+	}
+	if got := e.ok("volume", "ls", "-q"); got != "named\n" {
+		t.Errorf("volumes after prune: %q (named volumes stay, as Docker)", got)
+	}
+	if got := e.ok("images", "--format", "{{.Repository}}"); got != "busybox\n" {
+		t.Errorf("images after prune: %q", got)
+	}
+}
