@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -192,6 +193,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			Trace("agent", "started")
 			started(a.state.Pid)
 			ln = a.listen()
+			// An idle agent should cost little: return what start-up used.
+			debug.SetGCPercent(20)
+			debug.FreeOSMemory()
 		}
 		var upFor time.Duration
 		if err == nil {

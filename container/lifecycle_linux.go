@@ -257,7 +257,16 @@ func (s *Store) Kill(c *Container, sig syscall.Signal) error {
 	if !c.IsActive() {
 		return fmt.Errorf("container %s is not running (%w)", c.Name, ErrConflict)
 	}
-	return s.request(c, Request{Op: "kill", Signal: int(sig)}, 10*time.Second)
+	if err := s.request(c, Request{Op: "kill", Signal: int(sig)}, 10*time.Second); err != nil {
+		return err
+	}
+	if sig == syscall.SIGKILL {
+		// As Docker: a SIGKILL returns once the container is gone.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.Wait(ctx, c)
+	}
+	return nil
 }
 
 // Stop sends the stop signal, then SIGKILL after timeout seconds, and waits
