@@ -218,6 +218,9 @@ func mountSystem(root string, spec *InitSpec) error {
 			return fmt.Errorf("make /sys read-only: %w", err)
 		}
 	}
+	if err := maskPaths(root); err != nil {
+		return err
+	}
 	dev := filepath.Join(root, "dev")
 	if err := mnt("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
@@ -245,6 +248,48 @@ func mountSystem(root string, spec *InitSpec) error {
 	if err := mnt("mqueue", filepath.Join(dev, "mqueue"), "mqueue", nsd, ""); err != nil {
 		// Only the IPC namespace's owner may mount it; not fatal.
 		os.Remove(filepath.Join(dev, "mqueue"))
+	}
+	return nil
+}
+
+// Docker's masked and read-only paths.
+var (
+	maskedPaths = []string{"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap"}
+	readOnlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// maskPaths hides what a container must not see of the kernel (/dev/null
+// over files, an empty read-only tmpfs over directories) and makes the
+// kernel's tunables read-only, as Docker does.
+func maskPaths(root string) error {
+	for _, p := range maskedPaths {
+		target := filepath.Join(root, p)
+		fi, err := os.Stat(target)
+		if err != nil {
+			continue // not on this kernel
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", target, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
+		} else {
+			err = unix.Mount("/dev/null", target, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
+	}
+	for _, p := range readOnlyPaths {
+		target := filepath.Join(root, p)
+		if _, err := os.Stat(target); err != nil {
+			continue
+		}
+		if err := unix.Mount(target, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
+		if err := remountReadOnly(target); err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
 	}
 	return nil
 }

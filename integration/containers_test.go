@@ -168,6 +168,18 @@ func TestRunForeground(t *testing.T) {
 			t.Errorf("container view lacks %q:\n%s", want, out)
 		}
 	}
+	// Docker's masked and read-only paths.
+	for _, p := range []string{"/proc/interrupts", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"} {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if out := e.ok("run", "--rm", img, "sh", "-c", "wc -c < "+p); strings.TrimSpace(out) != "0" {
+			t.Errorf("%s is not masked: %s bytes", p, out)
+		}
+	}
+	if out := e.ok("run", "--rm", img, "sh", "-c", "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo read-only"); out != "read-only\n" {
+		t.Errorf("/proc/sys is %s", out)
+	}
 	if ids := strings.TrimSpace(e.ok("ps", "-a", "-q")); ids != "" {
 		t.Errorf("run --rm left containers: %q", ids)
 	}
