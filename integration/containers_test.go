@@ -679,3 +679,62 @@ func TestSystemPrune(t *testing.T) {
 		t.Errorf("images after prune: %q", got)
 	}
 }
+
+func TestMoreRunFlags(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	// --device: a host device the user may open appears inside.
+	if out := e.ok("run", "--rm", "--device", "/dev/zero:/dev/myzero", img, "sh", "-c", "head -c 4 /dev/myzero | wc -c"); strings.TrimSpace(out) != "4" {
+		t.Errorf("--device: %q", out)
+	}
+	e.fails("run", "--rm", "--device", "/dev/nosuchdevice", img, "true")
+	// no-new-privileges sets the flag the kernel reports.
+	if out := e.ok("run", "--rm", "--security-opt", "no-new-privileges", img, "grep", "NoNewPrivs", "/proc/self/status"); !strings.Contains(out, "1") {
+		t.Errorf("no-new-privileges: %q", out)
+	}
+	if out := e.ok("run", "--rm", img, "grep", "NoNewPrivs", "/proc/self/status"); !strings.Contains(out, "0") {
+		t.Errorf("without no-new-privileges: %q", out)
+	}
+	// --group-add where the ids can be mapped (a subuid range).
+	if os.Getenv("ROOST_TEST_SUBID") == "range" {
+		if out := e.ok("run", "--rm", "--group-add", "33", img, "id", "-G"); !strings.Contains(out, "33") {
+			t.Errorf("--group-add 33: %q", out)
+		}
+	}
+	// --stop-signal reaches the process; --stop-timeout bounds the wait.
+	e.ok("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "1", img, "sh", "-c", "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.1; done")
+	e.ok("stop", "sig")
+	if out := e.ok("logs", "sig"); !strings.Contains(out, "got-usr1") {
+		t.Errorf("--stop-signal USR1: logs %q", out)
+	}
+	if out := e.ok("inspect", "--format", "{{.State.ExitCode}}", "sig"); out != "0\n" {
+		t.Errorf("exit after the stop signal: %q", out)
+	}
+	// -t logs the terminal stream; a detached container outlives the
+	// terminal session that started it.
+	script := needTool(t, "script", "bsdutils")
+	r := e.exe(nil, script, "-qec", roostBin+" run -dt --name term "+img+" sh -c 'tty; sleep 300'", "/dev/null")
+	if r.code != 0 {
+		t.Fatalf("run -dt under a terminal: %s", r)
+	}
+	t.Cleanup(func() { e.run("rm", "-f", "term", "sig") })
+	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "term"), "/dev/pts/0") })
+	time.Sleep(300 * time.Millisecond)
+	if st := e.inspectContainer("term").State.Status; st != "running" {
+		t.Errorf("after its terminal closed the container is %s", st)
+	}
+	// Signals to a foreground run reach the container (--sig-proxy).
+	cmd := exec.Command(roostBin, "run", "--rm", img, "sh", "-c", "trap 'echo got-term; exit 7' TERM; while true; do sleep 0.1; done")
+	cmd.Env = e.environ()
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || !strings.Contains(out.String(), "got-term") {
+		t.Errorf("SIGTERM to a foreground run: %v, output %q", err, out.String())
+	}
+}
