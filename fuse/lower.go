@@ -2,9 +2,11 @@ package fuse
 
 import (
 	"archive/tar"
+	"io"
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/roost-containers/roost/layers"
@@ -37,10 +39,17 @@ type lowerFile struct {
 	layer        int // index into the union's lower tars
 	dataOffset   int64
 	headerOffset int64
+	ordinal      int // the entry's position in its layer's index
 	sparse       bool
 
 	ino   uint64
 	nlink uint32
+	// names are the file's paths in the merged tree (more than one for a
+	// hard link), in the order of the walk that numbered them.
+	names []string
+
+	sparseOnce sync.Once
+	sparseMap  *sparseData // loaded on first use
 }
 
 // lowerNode is one name in the merged tree of lower layers.
@@ -92,7 +101,7 @@ func buildLowerTree(lowers []Lower) *lowerTree {
 			if strings.HasPrefix(path.Base(e.Name), whiteoutPrefix) {
 				continue
 			}
-			t.add(li, e)
+			t.add(li, i, e)
 		}
 	}
 	t.finish()
@@ -134,9 +143,9 @@ func (t *lowerTree) dir(p string) *lowerNode {
 	return n
 }
 
-func (t *lowerTree) add(layer int, e *layers.Entry) {
+func (t *lowerTree) add(layer, ordinal int, e *layers.Entry) {
 	if e.Name == "." {
-		t.root.file = entryFile(layer, e)
+		t.root.file = entryFile(layer, ordinal, e)
 		return
 	}
 	dir, base := path.Split(e.Name)
@@ -147,12 +156,12 @@ func (t *lowerTree) add(layer int, e *layers.Entry) {
 			return
 		}
 		// A link to nothing: keep the name as an empty file.
-		f := entryFile(layer, e)
+		f := entryFile(layer, ordinal, e)
 		f.mode = syscall.S_IFREG | uint32(e.Mode)&0o7777
 		parent.children[base] = &lowerNode{file: f}
 		return
 	}
-	f := entryFile(layer, e)
+	f := entryFile(layer, ordinal, e)
 	old := parent.children[base]
 	if f.mode&syscall.S_IFMT == syscall.S_IFDIR {
 		if old != nil && old.isDir() {
@@ -165,7 +174,7 @@ func (t *lowerTree) add(layer int, e *layers.Entry) {
 	parent.children[base] = &lowerNode{file: f}
 }
 
-func entryFile(layer int, e *layers.Entry) *lowerFile {
+func entryFile(layer, ordinal int, e *layers.Entry) *lowerFile {
 	f := &lowerFile{
 		mode:         uint32(e.Mode) & 0o7777,
 		uid:          uint32(e.UID),
@@ -175,6 +184,7 @@ func entryFile(layer int, e *layers.Entry) *lowerFile {
 		layer:        layer,
 		dataOffset:   e.DataOffset,
 		headerOffset: e.HeaderOffset,
+		ordinal:      ordinal,
 		sparse:       e.Sparse,
 	}
 	switch e.Typeflag {
@@ -224,6 +234,7 @@ func (t *lowerTree) finish() {
 		}
 		f.nlink++
 		if !n.isDir() {
+			f.names = append(f.names, p)
 			return
 		}
 		n.names = make([]string, 0, len(n.children))
@@ -246,4 +257,17 @@ func (t *lowerTree) finish() {
 	}
 	walk(".", t.root)
 	t.maxIno = next - 1
+}
+
+// sparseData returns the map of a sparse file, reading it from tarFile on
+// first use.
+func (f *lowerFile) sparseData(tarFile io.ReaderAt) (*sparseData, error) {
+	f.sparseOnce.Do(func() {
+		s, err := loadSparse(tarFile, f.headerOffset, f.ordinal)
+		if err != nil {
+			s = &sparseData{err: err}
+		}
+		f.sparseMap = s
+	})
+	return f.sparseMap, f.sparseMap.err
 }

@@ -208,24 +208,38 @@ func (m *metaStore) setFlags(p string, flags int) {
 	}
 }
 
-// clearTree clears the flags of p and everything below it.
-func (m *metaStore) clearTree(p string) {
+// clearTree clears the flags of p and, when tree is set (p is or was a
+// directory), of everything below it. Only a directory costs a scan of all
+// flags, so that removing or renaming many files stays linear.
+func (m *metaStore) clearTree(p string, tree bool) {
+	if _, ok := m.flags[p]; ok {
+		m.write(record{Path: p})
+	}
+	if !tree {
+		return
+	}
 	for q := range m.flags {
-		if q == p || strings.HasPrefix(q, p+"/") {
+		if strings.HasPrefix(q, p+"/") {
 			m.write(record{Path: q})
 		}
 	}
 }
 
-// moveTree moves the flags of p and everything below it to the same paths
-// under q; flags already under q are cleared first.
-func (m *metaStore) moveTree(p, q string) {
-	m.clearTree(q)
+// moveTree moves the flags of p (and with tree, of everything below it) to
+// the same paths under q; flags already there are cleared first.
+func (m *metaStore) moveTree(p, q string, tree bool) {
+	m.clearTree(q, tree)
 	moved := map[string]int{}
-	for x, f := range m.flags {
-		if x == p || strings.HasPrefix(x, p+"/") {
-			moved[q+x[len(p):]] = f
-			m.write(record{Path: x})
+	if f, ok := m.flags[p]; ok {
+		moved[q] = f
+		m.write(record{Path: p})
+	}
+	if tree {
+		for x, f := range m.flags {
+			if strings.HasPrefix(x, p+"/") {
+				moved[q+x[len(p):]] = f
+				m.write(record{Path: x})
+			}
 		}
 	}
 	for x, f := range moved {

@@ -8,10 +8,13 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // Options say what to mount.
@@ -50,14 +53,18 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 	fsOpts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			DirectMountStrict: true,
-			AllowOther:        true,
-			FsName:            "roost",
-			Name:              "roost",
-			Options:           []string{"default_permissions"},
-			MaxWrite:          1 << 20,
-			MaxReadAhead:      1 << 20,
-			Debug:             opts.Debug,
-			Logger:            opts.Logger,
+			// Not nosuid (go-fuse's default): setuid programs and file
+			// capabilities of an image work, for the ids of the namespace
+			// only, as the kernel limits them on a mount made in it.
+			DirectMountFlags: syscall.MS_NODEV,
+			AllowOther:       true,
+			FsName:           "roost",
+			Name:             "roost",
+			Options:          []string{"default_permissions"},
+			MaxWrite:         1 << 20,
+			MaxReadAhead:     1 << 20,
+			Debug:            opts.Debug,
+			Logger:           opts.Logger,
 		},
 		EntryTimeout:    &entryTimeout,
 		NegativeTimeout: &negTimeout,
@@ -69,8 +76,21 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 		quiet := log.New(discard{}, "", 0)
 		fsOpts.Logger, fsOpts.MountOptions.Logger = quiet, quiet
 	}
+	// go-fuse opens /dev/fuse without O_CLOEXEC. Every process started from
+	// here would inherit it, and while any process holds it the kernel keeps
+	// the connection alive after this one dies: its processes then wait for
+	// answers forever, in D state. Hold off forks (syscall.ForkLock) until
+	// the descriptor is close-on-exec.
+	syscall.ForkLock.RLock()
 	srv, err := fs.Mount(mountpoint, root, fsOpts)
+	if err == nil {
+		err = closeFuseOnExec()
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
+		if srv != nil {
+			srv.Unmount()
+		}
 		u.close()
 		return nil, fmt.Errorf("mount union filesystem on %s: %w", mountpoint, hintMount(err))
 	}
@@ -81,6 +101,28 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 		close(m.done)
 	}()
 	return m, nil
+}
+
+// closeFuseOnExec sets FD_CLOEXEC on every descriptor of this process open
+// on /dev/fuse.
+func closeFuseOnExec() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || target != "/dev/fuse" {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			return os.NewSyscallError("fcntl /dev/fuse", err)
+		}
+	}
+	return nil
 }
 
 type discard struct{}
@@ -141,8 +183,10 @@ func openUnion(opts Options) (*union, error) {
 		upper:    up,
 		work:     work,
 		ids:      newIDMapper(),
+		log:      opts.Logger,
 		meta:     meta,
 		pathInos: map[string]uint64{},
+		noUpper:  map[string]bool{},
 		hostInos: map[uint64]uint64{},
 	}
 	u.nextIno = u.lower.maxIno

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/roost-containers/roost/layers"
@@ -95,6 +97,28 @@ func RunMounted(ctx context.Context, opts RunOptions) (int, error) {
 	return 0, fmt.Errorf("run in mounted image: %w", err)
 }
 
+// cpuProfileEnv names a file: when set, the process that serves the union
+// writes a CPU profile of its whole life there (go tool pprof FILE), for
+// benchmarks (bench/fuse).
+const cpuProfileEnv = "ROOST_FUSE_CPUPROFILE"
+
+func startCPUProfile(p string) (stop func(), err error) {
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "roost: cpu profile:", err)
+		}
+	}, nil
+}
+
 // childFailed is the child's status when roost failed before the command ran.
 const childFailed = 125
 
@@ -125,6 +149,13 @@ func runChild(args []string) int {
 	if err := os.MkdirAll(spec.Mount, 0o700); err != nil {
 		return fail(err)
 	}
+	if p := os.Getenv(cpuProfileEnv); p != "" {
+		stop, err := startCPUProfile(p)
+		if err != nil {
+			return fail(err)
+		}
+		defer stop()
+	}
 	m, err := New(spec.Mount, Options{Lowers: lowers, Writable: spec.Writable})
 	if err != nil {
 		return fail(err)
@@ -132,6 +163,12 @@ func runChild(args []string) int {
 	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "ROOST_MOUNT="+spec.Mount)
+	// Nothing the command starts may outlive the process that serves its
+	// files (kill -9 of this process): it would keep the mount namespace,
+	// and a dead mount, alive. So the command is init of a pid namespace of
+	// its own, killed when this thread dies; its descendants die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread() // Pdeathsig follows the thread that started the command
 	code := 0
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError

@@ -4,6 +4,7 @@ package fuse
 
 import (
 	"context"
+	"log"
 	"os"
 	"path"
 	"sort"
@@ -24,11 +25,21 @@ type union struct {
 	upper string     // host directory of the writable layer's files
 	work  string     // host directory for copy-ups in progress
 	ids   *idMapper
+	log   *log.Logger // nil: quiet
 
 	// mu guards meta and the upper directory's namespace: lookups take it
-	// shared, changes exclusively.
+	// shared, changes exclusively (and release it with unlock).
 	mu   sync.RWMutex
 	meta *metaStore
+
+	// noUpper holds directories of the union that the upper layer was
+	// found not to have, under mu held shared: their children need no
+	// lstat in the upper layer. A read-only workload over a fresh writable
+	// layer then never touches the host's upper directory. unlock empties
+	// it after every change.
+	noUpperMu sync.Mutex
+	noUpper   map[string]bool
+	writing   bool // mu is held exclusively: noUpper is neither read nor written
 
 	// inoMu guards the inode numbering.
 	inoMu    sync.Mutex
@@ -78,6 +89,12 @@ func join(dir, name string) string {
 	return dir + "/" + name
 }
 
+func (u *union) logf(format string, args ...any) {
+	if u.log != nil {
+		u.log.Printf(format, args...)
+	}
+}
+
 func (u *union) hostPath(p string) string {
 	if p == "." {
 		return u.upper
@@ -123,16 +140,53 @@ func (u *union) visibleLower(p string) *lowerNode {
 	return n
 }
 
+// lock takes mu exclusively, for a change of the upper layer.
+func (u *union) lock() {
+	u.mu.Lock()
+	u.writing = true
+}
+
+// unlock releases mu taken by lock: what noUpper recorded may no longer hold.
+func (u *union) unlock() {
+	u.noUpperMu.Lock()
+	clear(u.noUpper)
+	u.noUpperMu.Unlock()
+	u.writing = false
+	u.mu.Unlock()
+}
+
+// parentNotUpper reports whether the upper layer is known to lack the
+// directory that holds p.
+func (u *union) parentNotUpper(p string) bool {
+	if p == "." || u.writing {
+		return false
+	}
+	dir := "."
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		dir = p[:i]
+	}
+	u.noUpperMu.Lock()
+	defer u.noUpperMu.Unlock()
+	return u.noUpper[dir]
+}
+
 // resolve finds p in the union; the caller holds mu.
 func (u *union) resolve(p string) (entry, syscall.Errno) {
 	e := entry{path: p}
-	err := unix.Lstat(u.hostPath(p), &e.st)
-	switch err {
-	case nil:
-		e.upper = true
-	case unix.ENOENT, unix.ENOTDIR:
-	default:
-		return e, fs.ToErrno(err)
+	if !u.parentNotUpper(p) {
+		err := unix.Lstat(u.hostPath(p), &e.st)
+		switch err {
+		case nil:
+			e.upper = true
+		case unix.ENOENT, unix.ENOTDIR:
+			if n := u.lower.nodes[p]; n != nil && n.isDir() && !u.writing {
+				u.noUpperMu.Lock()
+				u.noUpper[p] = true
+				u.noUpperMu.Unlock()
+			}
+		default:
+			return e, fs.ToErrno(err)
+		}
 	}
 	ln := u.visibleLower(p)
 	if ln != nil && e.upper && (e.st.Mode&syscall.S_IFMT != syscall.S_IFDIR || !ln.isDir() || u.meta.flags[p]&flagOpaque != 0) {
@@ -176,11 +230,16 @@ func (u *union) setPathIno(p string, ino, hostIno uint64) {
 	u.inoMu.Unlock()
 }
 
-func (u *union) forgetPathIno(p string) {
+// forgetPathIno forgets the inode number of p and, with tree, of the paths
+// below it.
+func (u *union) forgetPathIno(p string, tree bool) {
 	u.inoMu.Lock()
-	for q := range u.pathInos {
-		if q == p || strings.HasPrefix(q, p+"/") {
-			delete(u.pathInos, q)
+	delete(u.pathInos, p)
+	if tree {
+		for q := range u.pathInos {
+			if strings.HasPrefix(q, p+"/") {
+				delete(u.pathInos, q)
+			}
 		}
 	}
 	u.inoMu.Unlock()
@@ -192,19 +251,31 @@ func (u *union) forgetHostIno(hostIno uint64) {
 	u.inoMu.Unlock()
 }
 
-func (u *union) movePathIno(p, q string) {
+// movePathIno moves the inode number of p (with tree, and of the paths
+// below it) to q.
+func (u *union) movePathIno(p, q string, tree bool) {
 	u.inoMu.Lock()
 	defer u.inoMu.Unlock()
-	for x := range u.pathInos {
-		if x == q || strings.HasPrefix(x, q+"/") {
-			delete(u.pathInos, x)
+	under := func(x, p string) bool { return x == p || tree && strings.HasPrefix(x, p+"/") }
+	delete(u.pathInos, q)
+	if tree {
+		for x := range u.pathInos {
+			if under(x, q) {
+				delete(u.pathInos, x)
+			}
 		}
 	}
 	moved := map[string]uint64{}
-	for x, ino := range u.pathInos {
-		if x == p || strings.HasPrefix(x, p+"/") {
-			moved[q+x[len(p):]] = ino
-			delete(u.pathInos, x)
+	if ino, ok := u.pathInos[p]; ok {
+		moved[q] = ino
+		delete(u.pathInos, p)
+	}
+	if tree {
+		for x, ino := range u.pathInos {
+			if under(x, p) {
+				moved[q+x[len(p):]] = ino
+				delete(u.pathInos, x)
+			}
 		}
 	}
 	for x, ino := range moved {
@@ -244,12 +315,23 @@ func (u *union) fill(e *entry, out *fuse.Attr) {
 		}
 		out.Uid, out.Gid = a.UID, a.GID
 		out.Rdev = uint32(a.Rdev)
+		if e.lower != nil && e.st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			// A merged directory: the host's count misses the lower
+			// subdirectories. 1 means "unknown" to find and fts, as on
+			// overlayfs.
+			out.Nlink = 1
+		}
 	} else {
 		f := e.lower.file
 		out.Mode = f.mode
 		out.Uid, out.Gid = f.uid, f.gid
 		out.Size = uint64(f.size)
 		out.Blocks = (uint64(f.size) + 511) / 512
+		if f.sparse && f.layer >= 0 {
+			if s, err := f.sparseData(u.tars[f.layer]); err == nil {
+				out.Blocks = (uint64(s.allocated()) + 511) / 512
+			}
+		}
 		out.Blksize = 4096
 		out.Nlink = f.nlink
 		out.Rdev = uint32(f.rdev)
@@ -326,10 +408,11 @@ func (u *union) ensureUpperDir(p string) syscall.Errno {
 }
 
 // removed updates the metadata after the upper object at p (if any) is gone:
-// when the lower layers still have p, a whiteout hides it.
-func (u *union) removed(p string) {
-	u.meta.clearTree(p)
-	u.forgetPathIno(p)
+// when the lower layers still have p, a whiteout hides it. dir says whether
+// it was a directory.
+func (u *union) removed(p string, dir bool) {
+	u.meta.clearTree(p, dir)
+	u.forgetPathIno(p, dir)
 	if u.visibleLower(p) != nil {
 		u.meta.setFlags(p, flagWhiteout)
 	}
@@ -474,8 +557,46 @@ func (u *union) copyUp(p string, withData bool) syscall.Errno {
 		}
 	}
 	u.meta.setAttr(st.Ino, a)
-	if p != "." {
-		u.setPathIno(p, u.inoOf(&e), st.Ino)
+	if p == "." {
+		return 0
+	}
+	ino := u.inoOf(&e)
+	u.setPathIno(p, ino, st.Ino)
+	if f.mode&syscall.S_IFMT == syscall.S_IFREG && len(f.names) > 1 {
+		return u.copyUpLinks(p, f, ino)
+	}
+	return 0
+}
+
+// copyUpLinks gives the other names of a lower hard link whose name p was
+// just copied up the same upper file, so that all names still share one
+// file (and the kernel's one inode of them never shows two contents). Names
+// hidden or replaced in the union are left alone. The caller holds mu
+// exclusively.
+func (u *union) copyUpLinks(p string, f *lowerFile, ino uint64) syscall.Errno {
+	hp := u.hostPath(p)
+	var st unix.Stat_t
+	if err := unix.Lstat(hp, &st); err != nil {
+		return fs.ToErrno(err)
+	}
+	for _, q := range f.names {
+		if q == p {
+			continue
+		}
+		if ln := u.visibleLower(q); ln == nil || ln.file != f {
+			continue
+		}
+		var qst unix.Stat_t
+		if unix.Lstat(u.hostPath(q), &qst) == nil {
+			continue // the writable layer has its own q
+		}
+		if errno := u.ensureUpperDir(path.Dir(q)); errno != 0 {
+			return errno
+		}
+		if err := os.Link(hp, u.hostPath(q)); err != nil {
+			return fs.ToErrno(err)
+		}
+		u.setPathIno(q, ino, st.Ino)
 	}
 	return 0
 }
@@ -594,8 +715,8 @@ var _ fs.NodeSetattrer = (*node)(nil)
 
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	u := n.u
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	uf, _ := f.(*upperFile)
 	p, named := n.path()
 	if !named && uf == nil {
@@ -685,6 +806,14 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	return 0
 }
 
+var _ fs.NodeFlusher = (*node)(nil)
+
+// Flush answers ENOSYS, which makes the kernel stop sending FLUSH on every
+// close: one round trip less per opened file. Nothing needs it: locks are
+// the kernel's, and upper files are written through at once (on a
+// writable layer over NFS a delayed write error shows at fsync, not close).
+func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
+
 var _ fs.NodeReadlinker = (*node)(nil)
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
@@ -741,8 +870,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	write := flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC) != 0
 	if write {
-		u.mu.Lock()
-		defer u.mu.Unlock()
+		u.lock()
+		defer u.unlock()
 		if errno := u.copyUp(p, flags&syscall.O_TRUNC == 0); errno != 0 {
 			return nil, 0, errno
 		}
@@ -775,8 +904,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if !ok {
 		return nil, nil, 0, syscall.ENOENT
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	if errno := u.ensureUpperDir(dir); errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -791,7 +920,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, fs.ToErrno(err)
 	}
 	u.created(p, &st, u.newAttr(ctx, dir, syscall.S_IFREG|mode&0o7777))
-	u.forgetPathIno(p)
+	u.forgetPathIno(p, false) // a new name: a removal forgot what was below it
 	u.forgetHostIno(st.Ino)
 	e := entry{path: p, upper: true, st: st}
 	child := n.newChild(ctx, &e, out)
@@ -806,8 +935,8 @@ func (n *node) mkObject(ctx context.Context, name string, a func(dir string) *at
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	if errno := u.ensureUpperDir(dir); errno != 0 {
 		return nil, errno
 	}
@@ -826,7 +955,7 @@ func (n *node) mkObject(ctx context.Context, name string, a func(dir string) *at
 		return nil, fs.ToErrno(err)
 	}
 	u.created(p, &st, a(dir))
-	u.forgetPathIno(p)
+	u.forgetPathIno(p, false) // a new name: a removal forgot what was below it
 	u.forgetHostIno(st.Ino)
 	e, errno := u.resolve(p)
 	if errno != 0 {
@@ -878,8 +1007,8 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if !ok {
 		return nil, syscall.ENOENT
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	if errno := u.copyUp(tp, true); errno != 0 {
 		return nil, errno
 	}
@@ -921,8 +1050,8 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 	if !ok {
 		return syscall.ENOENT
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	p := join(parent, name)
 	e, errno := u.resolve(p)
 	if errno != 0 {
@@ -964,7 +1093,7 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 	} else if errno := u.ensureUpperDir(parent); errno != 0 {
 		return errno
 	}
-	u.removed(p)
+	u.removed(p, dir)
 	return 0
 }
 
@@ -983,8 +1112,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 {
 		return syscall.EINVAL
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	sp, dp := join(sdir, name), join(ddir, newName)
 	se, errno := u.resolve(sp)
 	if errno != 0 {
@@ -1061,20 +1190,22 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	if exchange {
 		const tmp = "\x00exchange"
-		u.meta.moveTree(sp, tmp)
-		u.meta.moveTree(dp, sp)
-		u.meta.moveTree(tmp, dp)
-		u.movePathIno(sp, tmp)
-		u.movePathIno(dp, sp)
-		u.movePathIno(tmp, dp)
+		tree := se.isDir() || de.isDir()
+		u.meta.moveTree(sp, tmp, tree)
+		u.meta.moveTree(dp, sp, tree)
+		u.meta.moveTree(tmp, dp, tree)
+		u.movePathIno(sp, tmp, tree)
+		u.movePathIno(dp, sp, tree)
+		u.movePathIno(tmp, dp, tree)
 		u.markMovedDir(sp)
 		u.markMovedDir(dp)
 		return 0
 	}
-	u.meta.moveTree(sp, dp)
-	u.movePathIno(sp, dp)
+	tree := se.isDir() || de.exists() && de.isDir()
+	u.meta.moveTree(sp, dp, tree)
+	u.movePathIno(sp, dp, tree)
 	u.markMovedDir(dp)
-	u.removed(sp)
+	u.removed(sp, se.isDir())
 	return 0
 }
 
@@ -1193,8 +1324,8 @@ func (n *node) changeXattr(name string, change func(map[string][]byte) syscall.E
 	if !ok {
 		return syscall.ENOENT
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.lock()
+	defer u.unlock()
 	// Try the change first, so that a failing one copies nothing up.
 	xs, errno := u.xattrsOf(p)
 	if errno != 0 {
