@@ -146,7 +146,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		return 125, err
 	}
 	Trace("agent", "indexes-read")
-	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable})
+	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable, Ephemeral: a.spec.AutoRemove})
 	if err != nil {
 		return 0, err
 	}

@@ -27,8 +27,10 @@
 //     works, ownership needs no subuid range, and the layer works on
 //     filesystems without user xattrs (NFS).
 //   - meta is appended to on every change (a crash loses nothing written
-//     before it) and rewritten compactly at each mount (temp file, fsync,
-//     rename).
+//     before it), synced at unmount when it was written to (never for an
+//     Ephemeral layer), and rewritten compactly when an existing layer is
+//     mounted again (temp file, fsync, rename); a new layer's journal is
+//     just created, so that a container start does not wait for the disk.
 //   - A lower file is copied up (contents with copy_file_range, through
 //     work/, then renamed into place) before its first write, truncation,
 //     chmod, chown, xattr change, utimes or hard link; after the copy-up the

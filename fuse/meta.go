@@ -64,6 +64,9 @@ type metaStore struct {
 	path  string
 	f     *os.File
 	err   error // first failed journal write
+	dirty bool  // written since opened: close must sync
+	// ephemeral journals are never synced (the layer goes after unmount).
+	ephemeral bool
 }
 
 // openMeta reads the journal at path, drops attributes of inodes that no
@@ -73,6 +76,14 @@ func openMeta(path, upper string) (*metaStore, error) {
 	m, err := loadMeta(path, upper)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		// A new writable layer (every `run --rm`): nothing to compact, and
+		// no fsync on the start-up path.
+		if m.f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err != nil {
+			return nil, fmt.Errorf("create writable layer metadata: %w", err)
+		}
+		return m, nil
 	}
 	if err := m.compact(); err != nil {
 		return nil, err
@@ -180,6 +191,7 @@ func (m *metaStore) compact() error {
 
 func (m *metaStore) write(r record) {
 	m.apply(r)
+	m.dirty = !m.ephemeral
 	b, err := json.Marshal(r)
 	if err == nil {
 		_, err = m.f.Write(append(b, '\n'))
@@ -247,11 +259,15 @@ func (m *metaStore) moveTree(p, q string, tree bool) {
 	}
 }
 
-// close syncs and closes the journal and reports the first write error.
+// close syncs (when written to) and closes the journal and reports the first
+// write error.
 func (m *metaStore) close() error {
 	err := m.err
 	if m.f != nil {
-		err = errors.Join(err, m.f.Sync(), m.f.Close())
+		if m.dirty {
+			err = errors.Join(err, m.f.Sync())
+		}
+		err = errors.Join(err, m.f.Close())
 		m.f = nil
 	}
 	return err

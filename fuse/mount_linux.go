@@ -24,6 +24,9 @@ type Options struct {
 	// Writable is the directory of the writable layer (see the package doc
 	// for its layout); it is created when missing and kept after unmount.
 	Writable string
+	// Ephemeral marks a writable layer that is thrown away after unmount
+	// (run --rm): its metadata journal is never synced to disk.
+	Ephemeral bool
 	// Logger, when set, receives go-fuse's warnings; with Debug, every request.
 	Logger *log.Logger
 	Debug  bool
@@ -175,6 +178,9 @@ func openUnion(opts Options) (*union, error) {
 		}
 	}
 	meta, err := openMeta(filepath.Join(opts.Writable, "meta"), up)
+	if err == nil && opts.Ephemeral {
+		meta.dirty, meta.ephemeral = false, true
+	}
 	if err != nil {
 		return nil, err
 	}

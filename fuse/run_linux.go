@@ -156,7 +156,7 @@ func runChild(args []string) int {
 		}
 		defer stop()
 	}
-	m, err := New(spec.Mount, Options{Lowers: lowers, Writable: spec.Writable})
+	m, err := New(spec.Mount, Options{Lowers: lowers, Writable: spec.Writable, Ephemeral: true})
 	if err != nil {
 		return fail(err)
 	}
