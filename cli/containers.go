@@ -125,6 +125,20 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 	return ctr, nil
 }
 
+// firstContainer opens the container store and finds the container the
+// first argument names.
+func firstContainer(c *cli.Context) (*container.Store, *container.Container, error) {
+	_, cs, err := stores(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctr, err := cs.Get(c.Args().First())
+	if err != nil {
+		return nil, nil, err
+	}
+	return cs, ctr, nil
+}
+
 func layerFiles(is *layers.Store, ctr *container.Container) ([]fuse.LayerFiles, error) {
 	var out []fuse.LayerFiles
 	for _, l := range ctr.Layers {
@@ -666,11 +680,7 @@ func logsCommand() *cli.Command {
 			if err := needArgs(c, 1, 1, "exactly one CONTAINER"); err != nil {
 				return err
 			}
-			_, cs, err := stores(c)
-			if err != nil {
-				return err
-			}
-			ctr, err := cs.Get(c.Args().First())
+			cs, ctr, err := firstContainer(c)
 			if err != nil {
 				return err
 			}
@@ -877,11 +887,7 @@ func portCommand() *cli.Command {
 			if err := needArgs(c, 1, 2, "CONTAINER and an optional PRIVATE_PORT[/PROTO]"); err != nil {
 				return err
 			}
-			_, cs, err := stores(c)
-			if err != nil {
-				return err
-			}
-			ctr, err := cs.Get(c.Args().First())
+			_, ctr, err := firstContainer(c)
 			if err != nil {
 				return err
 			}
@@ -963,11 +969,7 @@ func execCommand() *cli.Command {
 			if err := needArgs(c, 2, -1, "CONTAINER and a COMMAND"); err != nil {
 				return err
 			}
-			_, cs, err := stores(c)
-			if err != nil {
-				return err
-			}
-			ctr, err := cs.Get(c.Args().First())
+			cs, ctr, err := firstContainer(c)
 			if err != nil {
 				return err
 			}
@@ -1005,11 +1007,7 @@ func attachCommand() *cli.Command {
 			if err := needArgs(c, 1, 1, "exactly one CONTAINER"); err != nil {
 				return err
 			}
-			_, cs, err := stores(c)
-			if err != nil {
-				return err
-			}
-			ctr, err := cs.Get(c.Args().First())
+			cs, ctr, err := firstContainer(c)
 			if err != nil {
 				return err
 			}

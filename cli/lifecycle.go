@@ -50,11 +50,7 @@ func topCommand() *cli.Command {
 			if err := needArgs(c, 1, 1, "exactly one CONTAINER"); err != nil {
 				return err
 			}
-			_, cs, err := stores(c)
-			if err != nil {
-				return err
-			}
-			ctr, err := cs.Get(c.Args().First())
+			cs, ctr, err := firstContainer(c)
 			if err != nil {
 				return err
 			}
