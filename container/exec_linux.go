@@ -331,24 +331,9 @@ func execInContainer() error {
 			return err
 		}
 	}
-	u, err := resolveUser(&spec)
+	env, err := becomeUser(&spec)
 	if err != nil {
 		return err
-	}
-	env := spec.Env
-	if !hasEnvKey(env, "HOME") {
-		env = append(env, "HOME="+u.Home)
-	}
-	if err := dropCapabilities(spec.CapAdd, spec.CapDrop); err != nil {
-		return err
-	}
-	if err := switchUser(u, &spec); err != nil {
-		return err
-	}
-	if spec.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return err
-		}
 	}
 	cwd := spec.Cwd
 	if cwd == "" {

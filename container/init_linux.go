@@ -127,24 +127,9 @@ func initContainer() error {
 			return failf(125, "set ulimit %s=%d:%d: %w", rl.Name, rl.Soft, rl.Hard, err)
 		}
 	}
-	env := spec.Env
-	u, err := resolveUser(&spec)
+	env, err := becomeUser(&spec)
 	if err != nil {
 		return err
-	}
-	if !hasEnvKey(env, "HOME") {
-		env = append(env, "HOME="+u.Home)
-	}
-	if err := dropCapabilities(spec.CapAdd, spec.CapDrop); err != nil {
-		return err
-	}
-	if err := switchUser(u, &spec); err != nil {
-		return err
-	}
-	if spec.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("set no_new_privs: %w", err)
-		}
 	}
 	cwd := spec.Cwd
 	if cwd == "" {
@@ -496,6 +481,32 @@ func pivot(root string) error {
 		return fmt.Errorf("detach old root: %w", err)
 	}
 	return unix.Chdir("/")
+}
+
+// becomeUser turns this process into the container's user: capabilities
+// limited, ids switched, no_new_privs when asked. It returns the command's
+// environment, with HOME from /etc/passwd when the image sets none.
+func becomeUser(spec *InitSpec) ([]string, error) {
+	u, err := resolveUser(spec)
+	if err != nil {
+		return nil, err
+	}
+	env := spec.Env
+	if !hasEnvKey(env, "HOME") {
+		env = append(env, "HOME="+u.Home)
+	}
+	if err := dropCapabilities(spec.CapAdd, spec.CapDrop); err != nil {
+		return nil, err
+	}
+	if err := switchUser(u, spec); err != nil {
+		return nil, err
+	}
+	if spec.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return nil, fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	return env, nil
 }
 
 // resolveUser turns -u into ids with the image's /etc/passwd and /etc/group.
