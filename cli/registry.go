@@ -16,7 +16,16 @@ import (
 // remoteOptions are the registry settings of the configuration.
 func remoteOptions(c *cli.Context) layers.RemoteOptions {
 	r := envOf(c).cfg.Registries
-	return layers.RemoteOptions{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	o := layers.RemoteOptions{Insecure: r.Insecure, Mirrors: r.Mirrors}
+	if c.IsSet("tls-verify") && !c.Bool("tls-verify") {
+		o.SkipTLSVerify = true
+	}
+	return o
+}
+
+// tlsVerifyFlag is pull's, push's and login's --tls-verify.
+func tlsVerifyFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "tls-verify", Value: true, Usage: "verify the registry's TLS certificate and require HTTPS (--tls-verify=false skips both for this command); trust a CA with $XDG_CONFIG_HOME/roost/certs.d/HOST:PORT/ca.crt"}
 }
 
 func pullCommand() *cli.Command {
@@ -27,6 +36,7 @@ func pullCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "platform", Usage: "pull this platform (os/arch[/variant]) of a multi-platform image; default the host's"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "only print the image's reference"},
+			tlsVerifyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1, "exactly one NAME[:TAG|@DIGEST]"); err != nil {
@@ -79,6 +89,7 @@ func pushCommand() *cli.Command {
 		ArgsUsage: "NAME[:TAG]",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "suppress the progress output"},
+			tlsVerifyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1, "exactly one NAME[:TAG]"); err != nil {
@@ -123,6 +134,7 @@ func loginCommand() *cli.Command {
 			&cli.StringFlag{Name: "username", Aliases: []string{"u"}, Usage: "username"},
 			&cli.StringFlag{Name: "password", Aliases: []string{"p"}, Usage: "password (visible to other users: prefer --password-stdin)"},
 			&cli.BoolFlag{Name: "password-stdin", Usage: "take the password from STDIN"},
+			tlsVerifyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 0, 1, "at most one SERVER"); err != nil {

@@ -1,16 +1,26 @@
 package integration
 
 import (
+	"archive/tar"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,11 +32,28 @@ import (
 type testRegistry struct {
 	Host string // 127.0.0.1:PORT
 	log  string
+	cmd  *exec.Cmd
 }
+
+// kill stops the registry at once.
+func (r *testRegistry) kill() { r.cmd.Process.Kill() }
 
 // startRegistry runs docker-registry as the test's user, with htpasswd
 // auth when htpasswd is not empty.
 func startRegistry(t *testing.T, htpasswd string) *testRegistry {
+	t.Helper()
+	return startRegistryTLS(t, htpasswd, nil)
+}
+
+// registryTLS is a registry's certificate and key files, and a client that
+// trusts it.
+type registryTLS struct {
+	cert, key string
+	client    *http.Client
+}
+
+// startRegistryTLS is startRegistry serving HTTPS when tc is not nil.
+func startRegistryTLS(t *testing.T, htpasswd string, tc *registryTLS) *testRegistry {
 	t.Helper()
 	bin := needTool(t, "docker-registry", "docker-registry")
 	dir := t.TempDir()
@@ -47,6 +74,11 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), host)
+	scheme, client := "http", http.DefaultClient
+	if tc != nil {
+		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", tc.cert, tc.key)
+		scheme, client = "https", tc.client
+	}
 	if htpasswd != "" {
 		p := filepath.Join(dir, "htpasswd")
 		if err := os.WriteFile(p, []byte(htpasswd), 0o600); err != nil {
@@ -68,6 +100,7 @@ http:
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start docker-registry: %v", err)
 	}
+	r.cmd = cmd
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -75,7 +108,7 @@ http:
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + host + "/v2/")
+		resp, err := client.Get(scheme + "://" + host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
@@ -272,5 +305,306 @@ func TestRegistryLogin(t *testing.T) {
 	e.ok("rmi", ref)
 	if msg := e.fails("pull", ref); !strings.Contains(msg, "roost login") {
 		t.Errorf("pull after logout said %q", msg)
+	}
+}
+
+// testCA makes a CA and a server certificate signed by it for localhost
+// and 127.0.0.1, written under dir; it returns the CA's PEM and the files
+// docker-registry serves.
+func testCA(t *testing.T, dir string) (caPEM []byte, tc *registryTLS) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "roost test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc = &registryTLS{cert: filepath.Join(dir, "server.crt"), key: filepath.Join(dir, "server.key")}
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	if err := os.WriteFile(tc.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tc.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	tc.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return caPEM, tc
+}
+
+// TestRegistryTLS: an HTTPS registry with a test CA and htpasswd auth.
+// Without its CA roost refuses it in one line naming certs.d; with the CA
+// in certs.d login, push and pull work; --tls-verify=false works without.
+func TestRegistryTLS(t *testing.T) {
+	t.Parallel()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, tc := testCA(t, t.TempDir())
+	reg := startRegistryTLS(t, "tester:"+string(hash)+"\n", tc)
+	_, port, _ := net.SplitHostPort(reg.Host)
+	// localhost, which roost would also try over plain HTTP: the TLS error
+	// must not hide behind the failed HTTP fallback.
+	host := "localhost:" + port
+	ref := host + "/secure/bb:1"
+
+	e := newRoost(t)
+	busyboxImage(t, e, ref)
+	caPath := filepath.Join(e.ConfigHome, "roost", "certs.d", host, "ca.crt")
+	before := e.snapshot()
+	for _, args := range [][]string{{"pull", ref}, {"push", ref}} {
+		msg := e.fails(args...)
+		if !strings.Contains(msg, caPath) || !strings.Contains(msg, "--tls-verify=false") {
+			t.Errorf("%s from a registry whose CA is not trusted said %q, want it to name %s and --tls-verify=false", args[0], msg, caPath)
+		}
+	}
+	e.wantUnchanged(before)
+	r := e.runIn(strings.NewReader("s3cret\n"), "login", "-u", "tester", "--password-stdin", host)
+	if line := e.wantOneLineError(r); !strings.Contains(line, caPath) {
+		t.Errorf("login to a registry whose CA is not trusted said %q", line)
+	}
+
+	if err := os.MkdirAll(filepath.Dir(caPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caPath, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if msg := e.fails("push", ref); !strings.Contains(msg, "roost login "+host) {
+		t.Errorf("push without login said %q", msg)
+	}
+	r = e.runIn(strings.NewReader("s3cret\n"), "login", "-u", "tester", "--password-stdin", host)
+	if r.code != 0 || r.stdout != "Login Succeeded\n" {
+		t.Fatalf("login with the CA in certs.d: %s", r)
+	}
+	digest := pushedDigest(t, e.ok("push", ref))
+	e.ok("rmi", ref)
+	if out := e.ok("pull", "-q", ref); out != ref+"\n" {
+		t.Errorf("pull -q printed %q", out)
+	}
+	if got := e.ok("run", "--rm", ref, "cat", "/etc/os-release"); got != osRelease {
+		t.Errorf("run of the image pulled over HTTPS printed %q", got)
+	}
+	if got := e.inspect(ref).RepoDigests; len(got) != 1 || got[0] != host+"/secure/bb@"+digest {
+		t.Errorf("RepoDigests %v, want [%s/secure/bb@%s]", got, host, digest)
+	}
+
+	// Without the CA, --tls-verify=false.
+	e2 := newRoost(t)
+	r = e2.runIn(strings.NewReader("s3cret\n"), "login", "--tls-verify=false", "-u", "tester", "--password-stdin", host)
+	if r.code != 0 || r.stdout != "Login Succeeded\n" {
+		t.Fatalf("login --tls-verify=false: %s", r)
+	}
+	if out := e2.ok("pull", "-q", "--tls-verify=false", ref); out != ref+"\n" {
+		t.Errorf("pull -q --tls-verify=false printed %q", out)
+	}
+	e2.ok("tag", ref, host+"/secure/copy:2")
+	if d := pushedDigest(t, e2.ok("push", "--tls-verify=false", host+"/secure/copy:2")); d != digest {
+		t.Errorf("push --tls-verify=false of the pulled image: digest %s, want %s", d, digest)
+	}
+	if msg := e2.fails("pull", host+"/secure/copy:2"); !strings.Contains(msg, "certs.d") {
+		t.Errorf("pull without the CA or --tls-verify=false said %q", msg)
+	}
+}
+
+// killProxy forwards connections to a registry and kills the registry,
+// and itself, once more than limit bytes went the watched way.
+type killProxy struct {
+	Host string
+	l    net.Listener
+	mu   sync.Mutex
+	n    int64
+	done bool
+	cs   []net.Conn
+}
+
+func newKillProxy(t *testing.T, reg *testRegistry, limit int64, upload bool) *killProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &killProxy{Host: l.Addr().String(), l: l}
+	t.Cleanup(p.stop)
+	count := func(n int) {
+		p.mu.Lock()
+		p.n += int64(n)
+		over := p.n > limit && !p.done
+		p.mu.Unlock()
+		if over {
+			t.Logf("killing the registry after %d bytes", limit)
+			reg.kill()
+			p.stop()
+		}
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", reg.Host)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.cs = append(p.cs, c, u)
+			p.mu.Unlock()
+			pipe := func(dst, src net.Conn, counted bool) {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if n > 0 {
+						if _, werr := dst.Write(buf[:n]); werr != nil {
+							break
+						}
+						if counted {
+							count(n)
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				dst.Close()
+				src.Close()
+			}
+			go pipe(u, c, upload)
+			go pipe(c, u, !upload)
+		}
+	}()
+	return p
+}
+
+func (p *killProxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	p.done = true
+	p.l.Close()
+	for _, c := range p.cs {
+		c.Close()
+	}
+}
+
+// bigBusybox imports the busybox image with 16 MiB of random data as ref.
+func bigBusybox(t *testing.T, e *roostEnv, ref string) {
+	t.Helper()
+	b := make([]byte, 16<<20)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	es := append(busyboxEntries(t), entry{name: "data/", typ: tar.TypeDir}, entry{name: "data/random", body: string(b)})
+	writeTar(t, e.path("big.tar"), es)
+	e.importTar(e.path("big.tar"), ref)
+}
+
+// TestRegistryKilled: the registry killed mid-pull and mid-push: one line,
+// exit 125, and the pull leaves the store unchanged.
+func TestRegistryKilled(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t, "")
+	e := newRoost(t)
+	ref := reg.Host + "/kill/big:1"
+	bigBusybox(t, e, ref)
+	e.ok("push", "-q", ref)
+
+	p := newKillProxy(t, reg, 4<<20, false)
+	e2 := newRoost(t)
+	smallTar(t, e2.path("small.tar"), "kill")
+	e2.importTar(e2.path("small.tar"), "kill/small:1")
+	before := e2.snapshot()
+	msg := e2.fails("pull", p.Host+"/kill/big:1")
+	t.Logf("pull with the registry killed: %s", msg)
+	e2.wantUnchanged(before)
+
+	reg2 := startRegistry(t, "")
+	p2 := newKillProxy(t, reg2, 4<<20, true)
+	ref2 := p2.Host + "/kill/big:2"
+	e.ok("tag", ref, ref2)
+	msg = e.fails("push", ref2)
+	t.Logf("push with the registry killed: %s", msg)
+}
+
+// TestRegistryInterop: roost push → skopeo inspect and copy, podman pull →
+// podman run; podman push → roost pull → roost run.
+func TestRegistryInterop(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t, "")
+	e := newRoost(t)
+	ref := reg.Host + "/interop/bb:1"
+	busyboxImage(t, e, ref, "CMD cat /etc/os-release")
+	digest := pushedDigest(t, e.ok("push", ref))
+
+	var si skopeoInspected
+	out := skopeo(t, e, "inspect", "--tls-verify=false", "docker://"+ref)
+	if err := json.Unmarshal([]byte(out), &si); err != nil {
+		t.Fatalf("skopeo inspect: %v\n%s", err, out)
+	}
+	if si.Digest != digest || si.Os != "linux" || len(si.Layers) != 1 {
+		t.Errorf("skopeo inspect = %+v, want digest %s, linux, one layer", si, digest)
+	}
+	oci := e.path("oci")
+	skopeo(t, e, "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+oci+":bb")
+	if _, err := os.Stat(filepath.Join(oci, "index.json")); err != nil {
+		t.Errorf("skopeo copy to oci:%s wrote no index.json: %v", oci, err)
+	}
+
+	p := newPodman(t, e)
+	p.ok("pull", "--tls-verify=false", ref)
+	if got := p.ok("run", "--rm", "--network", "none", ref, "cat", "/etc/os-release"); got != osRelease {
+		t.Errorf("podman run of the image roost pushed printed %q, want %q", got, osRelease)
+	}
+
+	writeTar(t, e.path("pm.tar"), busyboxEntries(t))
+	p.ok("import", "--change", "CMD cat /etc/os-release", e.path("pm.tar"), "localhost/pm/bb:2")
+	ref2 := reg.Host + "/pm/bb:2"
+	p.ok("push", "--tls-verify=false", "localhost/pm/bb:2", "docker://"+ref2)
+	e2 := newRoost(t)
+	e2.ok("pull", ref2)
+	if got := e2.ok("run", "--rm", ref2); got != osRelease {
+		t.Errorf("roost run of the image podman pushed printed %q, want %q", got, osRelease)
 	}
 }

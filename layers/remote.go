@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -54,8 +55,17 @@ type RemoteOptions struct {
 	// Keychain finds credentials; nil means authn.DefaultKeychain (Docker's
 	// config.json and credential helpers).
 	Keychain authn.Keychain
-	// Transport, when set, carries the HTTP requests.
+	// Transport, when set, carries the HTTP requests; CertsDir and
+	// SkipTLSVerify then do not apply.
 	Transport http.RoundTripper
+	// SkipTLSVerify skips the verification of registries' certificates and
+	// allows plain HTTP to every registry (--tls-verify=false).
+	SkipTLSVerify bool
+	// CertsDir holds per-registry certificates in Docker's certs.d layout:
+	// CertsDir/HOST[:PORT]/*.crt are CAs trusted for that registry besides
+	// the system's, and *.cert with *.key a client certificate. Empty means
+	// $XDG_CONFIG_HOME/roost/certs.d (~/.config/roost/certs.d).
+	CertsDir string
 	// Jobs bounds the layers transferred at once; 0 means 3.
 	Jobs int
 	// Progress, when set, is told what happens to each layer. Calls are
@@ -149,7 +159,7 @@ func (s *Store) Pull(ctx context.Context, ref string, o RemoteOptions) (res *Pul
 	}()
 	res, err = s.pull(ctx, r, want, explicit, o)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", FamiliarString(r), explain(err, r))
+		return nil, fmt.Errorf("pull %s: %w", FamiliarString(r), o.explain(err, r))
 	}
 	return res, nil
 }
@@ -297,7 +307,7 @@ func (o RemoteOptions) reference(r name.Reference) (name.Reference, error) {
 
 func (o RemoteOptions) nameOpts(host string, insecure bool) []name.Option {
 	opts := []name.Option{name.WithDefaultRegistry("docker.io")}
-	if insecure || o.insecure(host) {
+	if insecure || o.SkipTLSVerify || o.insecure(host) {
 		opts = append(opts, name.Insecure)
 	}
 	return opts
@@ -334,10 +344,7 @@ func (o RemoteOptions) remoteOpts(ctx context.Context) []remote.Option {
 		remote.WithJobs(jobs),
 		remote.WithUserAgent("roost"),
 	}
-	if o.Transport != nil {
-		opts = append(opts, remote.WithTransport(o.Transport))
-	}
-	return opts
+	return append(opts, remote.WithTransport(o.transport()))
 }
 
 // pickPlatform picks the image for want from a manifest list or OCI index.
@@ -717,7 +724,7 @@ func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushRes
 	}
 	res, err := s.push(ctx, r, img, o)
 	if err != nil {
-		return nil, fmt.Errorf("push %s: %w", FamiliarString(r), explain(err, r))
+		return nil, fmt.Errorf("push %s: %w", FamiliarString(r), o.explain(err, r))
 	}
 	return res, nil
 }
@@ -901,7 +908,7 @@ func (p *progressReader) Close() error {
 }
 
 // explain turns registry errors into what a user can act on.
-func explain(err error, r name.Reference) error {
+func (o RemoteOptions) explain(err error, r name.Reference) error {
 	reg := r.Context().Registry
 	var te *transport.Error
 	if errors.As(err, &te) {
@@ -918,13 +925,7 @@ func explain(err error, r name.Reference) error {
 			return fmt.Errorf("manifest for %s not found: no such image or tag in the registry (%s)", FamiliarString(r), what)
 		}
 	}
-	var ue x509.UnknownAuthorityError
-	var he x509.HostnameError
-	var ce x509.CertificateInvalidError
-	if errors.As(err, &ue) || errors.As(err, &he) || errors.As(err, &ce) {
-		return fmt.Errorf("%w: add the registry's CA to the system's trusted certificates (or SSL_CERT_FILE), or list %s under registries.insecure in roost's config", err, reg.RegistryStr())
-	}
-	return err
+	return o.explainTLS(err, reg.RegistryStr())
 }
 
 // diagnostic is the registry's own short account of an error.
@@ -973,7 +974,7 @@ func (o RemoteOptions) parseServer(server string) (name.Registry, error) {
 		s = name.DefaultRegistry
 	}
 	var opts []name.Option
-	if o.insecure(s) {
+	if o.SkipTLSVerify || o.insecure(s) {
 		opts = append(opts, name.Insecure)
 	}
 	reg, err := name.NewRegistry(s, opts...)
@@ -997,7 +998,7 @@ func Login(ctx context.Context, server, user, password string, o RemoteOptions) 
 	}
 	auth := authn.FromConfig(authn.AuthConfig{Username: user, Password: password})
 	if err := checkLogin(ctx, reg, auth, o); err != nil {
-		return "", fmt.Errorf("login %s: %w", loginServer(reg), err)
+		return "", fmt.Errorf("login %s: %w", loginServer(reg), o.explainTLS(err, reg.RegistryStr()))
 	}
 	cf, err := dockerconfig.Load(dockerConfigDir())
 	if err != nil {
@@ -1016,11 +1017,7 @@ func Login(ctx context.Context, server, user, password string, o RemoteOptions) 
 // checkLogin asks the registry's /v2/ endpoint with the credentials: basic
 // auth is sent as is, a token service is asked for a token.
 func checkLogin(ctx context.Context, reg name.Registry, auth authn.Authenticator, o RemoteOptions) error {
-	base := o.Transport
-	if base == nil {
-		base = remote.DefaultTransport
-	}
-	rt, err := transport.NewWithContext(ctx, reg, auth, base, []string{})
+	rt, err := transport.NewWithContext(ctx, reg, auth, o.transport(), []string{})
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
@@ -1084,4 +1081,148 @@ func Logout(server string, o RemoteOptions) (string, bool, error) {
 		return "", false, fmt.Errorf("logout %s: save %s: %w", loginServer(reg), cf.Filename, err)
 	}
 	return loginServer(reg), true, nil
+}
+
+// explainTLS turns a failed certificate verification into advice: where to
+// put the registry's CA, or how to skip verification. Other errors are
+// returned as they are.
+func (o RemoteOptions) explainTLS(err error, host string) error {
+	te := tlsVerifyError(err)
+	if te == nil {
+		return err
+	}
+	return fmt.Errorf("cannot verify the TLS certificate of %s (%v): to trust its CA, put the CA certificate in %s; or, to skip verification, pass --tls-verify=false or list %s under registries.insecure in roost's config",
+		host, te, filepath.Join(o.certsDir(), host, "ca.crt"), host)
+}
+
+// tlsVerifyError is the certificate verification failure within err, if
+// any. It is found even where a plain-HTTP fallback failed too.
+func tlsVerifyError(err error) error {
+	var ue x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ce x509.CertificateInvalidError
+	var ve *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ue):
+		return ue
+	case errors.As(err, &he):
+		return he
+	case errors.As(err, &ce):
+		return ce
+	case errors.As(err, &ve):
+		return ve
+	}
+	return nil
+}
+
+// certsDir is where per-registry certificates are looked for.
+func (o RemoteOptions) certsDir() string {
+	if o.CertsDir != "" {
+		return o.CertsDir
+	}
+	d := os.Getenv("XDG_CONFIG_HOME")
+	if d == "" {
+		if h, err := os.UserHomeDir(); err == nil {
+			d = filepath.Join(h, ".config")
+		}
+	}
+	return filepath.Join(d, "roost", "certs.d")
+}
+
+// transport is o.Transport, or one that trusts each registry's certs.d
+// CAs besides the system's, skips verification where o says so and honours
+// HTTP(S)_PROXY and NO_PROXY.
+func (o RemoteOptions) transport() http.RoundTripper {
+	if o.Transport != nil {
+		return o.Transport
+	}
+	return &hostTransport{o: o, dir: o.certsDir(), hosts: map[string]*hostTLS{}}
+}
+
+// hostTransport carries each host's requests with that host's TLS settings.
+type hostTransport struct {
+	o   RemoteOptions
+	dir string
+
+	mu    sync.Mutex
+	hosts map[string]*hostTLS
+}
+
+type hostTLS struct {
+	once sync.Once
+	rt   http.RoundTripper
+	err  error
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Host
+	t.mu.Lock()
+	h := t.hosts[host]
+	if h == nil {
+		h = &hostTLS{}
+		t.hosts[host] = h
+	}
+	t.mu.Unlock()
+	h.once.Do(func() { h.rt, h.err = t.newTransport(host) })
+	if h.err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, h.err
+	}
+	return h.rt.RoundTrip(req)
+}
+
+// newTransport is the transport for host (host[:port] as in the URL).
+func (t *hostTransport) newTransport(host string) (http.RoundTripper, error) {
+	hostname := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		hostname = h
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.o.SkipTLSVerify || slices.Contains(t.o.Insecure, host) || slices.Contains(t.o.Insecure, hostname) {
+		cfg.InsecureSkipVerify = true
+	}
+	dir := filepath.Join(t.dir, host)
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read registry certificates: %w", err)
+	}
+	var pool *x509.CertPool
+	for _, ent := range ents {
+		n := ent.Name()
+		p := filepath.Join(dir, n)
+		switch {
+		case strings.HasSuffix(n, ".crt"):
+			if pool == nil {
+				if pool, err = x509.SystemCertPool(); err != nil {
+					pool = x509.NewCertPool()
+				}
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("read registry CA: %w", err)
+			}
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("registry CA %s holds no PEM certificate", p)
+			}
+		case strings.HasSuffix(n, ".cert"):
+			key := strings.TrimSuffix(p, ".cert") + ".key"
+			c, err := tls.LoadX509KeyPair(p, key)
+			if err != nil {
+				return nil, fmt.Errorf("registry client certificate %s: %w", p, err)
+			}
+			cfg.Certificates = append(cfg.Certificates, c)
+		}
+	}
+	cfg.RootCAs = pool // nil: the system's roots
+	base, ok := remote.DefaultTransport.(*http.Transport)
+	if !ok {
+		return remote.DefaultTransport, nil
+	}
+	tr := base.Clone()
+	tr.Proxy = http.ProxyFromEnvironment
+	tr.TLSClientConfig = cfg
+	return tr, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log"
@@ -644,5 +645,71 @@ func TestPullMirror(t *testing.T) {
 	stored := wantStored(t, s, "127.0.0.1:1/lib/app:1", img)
 	if want := "127.0.0.1:1/lib/app@" + d.String(); !contains(stored.RepoDigests, want) {
 		t.Errorf("RepoDigests %v, want %s (the registry's name, not the mirror's)", stored.RepoDigests, want)
+	}
+}
+
+// TestPullTLS: a registry whose CA is not trusted is refused with advice
+// naming certs.d; its CA in certs.d/HOST:PORT/ca.crt, or SkipTLSVerify,
+// lets the pull through.
+func TestPullTLS(t *testing.T) {
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewTLSServer(reg)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	ref := host + "/tls/app:1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := randomImage(t, 2)
+	if err := remote.Write(r, img, remote.WithTransport(srv.Client().Transport)); err != nil {
+		t.Fatal(err)
+	}
+	certs := t.TempDir()
+	o := testOptions()
+	o.CertsDir = certs
+	s := newStore(t)
+	_, err = s.Pull(context.Background(), ref, o)
+	caPath := filepath.Join(certs, host, "ca.crt")
+	if err == nil || !strings.Contains(err.Error(), caPath) || !strings.Contains(err.Error(), "--tls-verify=false") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("pull from an untrusted registry: %v, want one line naming %s and --tls-verify=false", err, caPath)
+	}
+	wantEmptyStore(t, s)
+
+	skip := o
+	skip.SkipTLSVerify = true
+	pull(t, newStore(t), ref, skip)
+
+	if err := os.MkdirAll(filepath.Dir(caPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(caPath, pemCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pull(t, s, ref, o)
+	wantStored(t, s, ref, img)
+	if _, err := s.Push(context.Background(), host+"/tls/copy:1", o); err == nil {
+		t.Fatal("push of an image the store lacks succeeded")
+	}
+	tag, err := name.NewTag(host + "/tls/copy:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag(ref, tag); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Push(context.Background(), host+"/tls/copy:1", o); err != nil {
+		t.Fatalf("push to a registry trusted through certs.d: %v", err)
+	}
+
+	// The transport honours HTTP(S)_PROXY.
+	ht := o.transport().(*hostTransport)
+	rt, err := ht.newTransport("registry.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, ok := rt.(*http.Transport); !ok || tr.Proxy == nil {
+		t.Errorf("registry transport %T has no proxy function", rt)
 	}
 }
