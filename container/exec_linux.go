@@ -283,6 +283,7 @@ func startInNamespaces(cmd *exec.Cmd, pid int) error {
 // runExec is the exec entry: it runs inside the container's namespaces,
 // becomes the container's user and execs the command.
 func runExec(args []string) int {
+	runtime.LockOSThread() // see runInit
 	status := os.NewFile(4, "exec-status")
 	err := execInContainer()
 	ee := ExecError{Message: err.Error(), Code: 126}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -35,6 +36,10 @@ func failf(code int, format string, a ...any) error {
 // runInit is the container's init: it runs in the new namespaces, prepares
 // the root and execs the command. It only returns on failure.
 func runInit(args []string) int {
+	// Capabilities, the bounding set and no_new_privs belong to a thread,
+	// and the thread that execs is the one whose they stay: do everything
+	// on one.
+	runtime.LockOSThread()
 	status := os.NewFile(4, "exec-status")
 	err := initContainer()
 	ee := ExecError{Message: err.Error(), Code: 125}
