@@ -413,6 +413,7 @@ func (a *agent) start(rootfs string) (int, error) {
 		return ee.Code, &initError{code: ee.Code, err: errors.New(ee.Message)}
 	}
 	statusR.Close()
+	Trace("agent", "exec-seen")
 	a.mu.Lock()
 	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports, RestartCount: a.restarts}
 	writeState(a.spec.Dir, &a.state)
@@ -511,6 +512,7 @@ func (a *agent) startPinned(cmd *exec.Cmd) error {
 // wait waits for the container's init and returns its exit status.
 func (a *agent) wait() int {
 	err := a.cmd.Wait()
+	Trace("agent", "reaped")
 	close(a.reaped)
 	// Output written before exit is still in the pipes: drain it.
 	done := make(chan struct{})
