@@ -730,6 +730,10 @@ func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushRes
 }
 
 func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
+	img, err := s.compressLayers(img)
+	if err != nil {
+		return nil, err
+	}
 	vi, err := s.V1Image(img)
 	if err != nil {
 		return nil, err

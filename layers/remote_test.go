@@ -543,6 +543,23 @@ func TestPushImported(t *testing.T) {
 	if cn, _ := rimg.ConfigName(); cn != id {
 		t.Errorf("registry config %s, want the image ID %s", cn, id)
 	}
+	// The registry gets gzip layers, and a second push the same manifest.
+	rm, err := rimg.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range rm.Layers {
+		if l.MediaType != types.OCILayer {
+			t.Errorf("pushed layer %s is %s, want gzip (%s)", l.Digest, l.MediaType, types.OCILayer)
+		}
+	}
+	again, err := s.Push(context.Background(), tr.ref("imp/app:1"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest != res.Digest {
+		t.Errorf("second push digest %s, first %s", again.Digest, res.Digest)
+	}
 	// Pull it into another store: same ID.
 	s2 := newStore(t)
 	if res := pull(t, s2, tr.ref("imp/app:1"), testOptions()); res.ID != id {

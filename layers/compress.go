@@ -1,0 +1,124 @@
+package layers
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+)
+
+// compressLayers gives an image whose manifest names uncompressed layers
+// (imported, loaded or built here) gzip blobs of them and a manifest that
+// names those, and makes that manifest the image's: registries and other
+// tools expect compressed layers, and pushing the image again sends the same
+// bytes, so its digest stays. Images already compressed, and images that
+// came from a registry (RepoDigests: their manifest is the registry's, and a
+// push must keep its digest) are returned as they are.
+func (s *Store) compressLayers(img *Image) (*Image, error) {
+	if len(img.RepoDigests) > 0 {
+		return img, nil
+	}
+	m, _, err := s.Manifest(img)
+	if err != nil {
+		return nil, err
+	}
+	need := false
+	for _, d := range m.Layers {
+		if !d.MediaType.IsDistributable() || d.MediaType == types.OCIUncompressedLayer || d.MediaType == types.DockerUncompressedLayer {
+			need = need || !s.HasBlob(d.Digest)
+		}
+	}
+	if !need {
+		return img, nil
+	}
+	unlock, err := s.writing()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	gz := types.OCILayer
+	if m.MediaType == types.DockerManifestSchema2 {
+		gz = types.DockerLayer
+	}
+	for i, d := range m.Layers {
+		if s.HasBlob(d.Digest) || (d.MediaType != types.OCIUncompressedLayer && d.MediaType != types.DockerUncompressedLayer) {
+			continue
+		}
+		digest, size, err := s.putGzipBlob(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		m.Layers[i] = v1.Descriptor{MediaType: gz, Size: size, Digest: digest}
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	md, err := s.PutBlob(mb)
+	if err != nil {
+		return nil, err
+	}
+	unlockMeta, err := s.metaLock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlockMeta()
+	rec, err := s.readRecord(img.ID)
+	if err != nil {
+		return nil, err
+	}
+	rec.Manifest = md
+	if err := s.writeJSON(s.recordPath(img.ID), rec); err != nil {
+		return nil, fmt.Errorf("write image %s: %w", img.ID, err)
+	}
+	out := *img
+	out.Record = *rec
+	return &out, nil
+}
+
+// putGzipBlob stores the gzip compression of the layer with the given diff
+// ID as a blob and returns its digest and size. The layer is verified as it
+// is read.
+func (s *Store) putGzipBlob(diffID v1.Hash) (v1.Hash, int64, error) {
+	src, err := s.OpenLayer(diffID)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	defer src.Close()
+	f, err := s.tempFile("blob-")
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+	}
+	h := sha256.New()
+	cw := &countingWriter{w: io.MultiWriter(f, h)}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	zw := gzip.NewWriter(bw)
+	_, err = io.Copy(zw, src)
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = closeSynced(f)
+	} else {
+		f.Close()
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+	}
+	digest := hashOf(h)
+	if err := os.Rename(f.Name(), s.blobPath(digest)); err != nil {
+		os.Remove(f.Name())
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+	}
+	return digest, cw.n, nil
+}
