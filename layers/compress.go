@@ -20,13 +20,24 @@ import (
 // bytes, so its digest stays. Images already compressed, and images that
 // came from a registry (RepoDigests: their manifest is the registry's, and a
 // push must keep its digest) are returned as they are.
-func (s *Store) compressLayers(img *Image) (*Image, error) {
+//
+// undo puts the store back as it was (a push that failed changes nothing).
+func (s *Store) compressLayers(img *Image) (_ *Image, undo func(), err error) {
+	undo = func() {}
 	if len(img.RepoDigests) > 0 {
-		return img, nil
+		return img, undo, nil
 	}
+	var created []v1.Hash
+	defer func() {
+		if err != nil {
+			for _, h := range created {
+				os.Remove(s.blobPath(h))
+			}
+		}
+	}()
 	m, _, err := s.Manifest(img)
 	if err != nil {
-		return nil, err
+		return nil, undo, err
 	}
 	need := false
 	for _, d := range m.Layers {
@@ -35,11 +46,11 @@ func (s *Store) compressLayers(img *Image) (*Image, error) {
 		}
 	}
 	if !need {
-		return img, nil
+		return img, undo, nil
 	}
 	unlock, err := s.writing()
 	if err != nil {
-		return nil, err
+		return nil, undo, err
 	}
 	defer unlock()
 	gz := types.OCILayer
@@ -52,34 +63,52 @@ func (s *Store) compressLayers(img *Image) (*Image, error) {
 		}
 		digest, size, err := s.putGzipBlob(d.Digest)
 		if err != nil {
-			return nil, err
+			return nil, undo, err
 		}
+		created = append(created, digest)
 		m.Layers[i] = v1.Descriptor{MediaType: gz, Size: size, Digest: digest}
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
-		return nil, err
+		return nil, undo, err
 	}
+	hadManifest := s.HasBlob(sha256Of(mb))
 	md, err := s.PutBlob(mb)
 	if err != nil {
-		return nil, err
+		return nil, undo, err
+	}
+	if !hadManifest {
+		created = append(created, md)
 	}
 	unlockMeta, err := s.metaLock()
 	if err != nil {
-		return nil, err
+		return nil, undo, err
 	}
 	defer unlockMeta()
 	rec, err := s.readRecord(img.ID)
 	if err != nil {
-		return nil, err
+		return nil, undo, err
 	}
+	old := *rec
 	rec.Manifest = md
 	if err := s.writeJSON(s.recordPath(img.ID), rec); err != nil {
-		return nil, fmt.Errorf("write image %s: %w", img.ID, err)
+		return nil, undo, fmt.Errorf("write image %s: %w", img.ID, err)
+	}
+	undo = func() {
+		if unlock, err := s.metaLock(); err == nil {
+			if cur, err := s.readRecord(img.ID); err == nil && cur.Manifest == md {
+				cur.Manifest = old.Manifest
+				s.writeJSON(s.recordPath(img.ID), cur)
+			}
+			unlock()
+		}
+		for _, h := range created {
+			os.Remove(s.blobPath(h))
+		}
 	}
 	out := *img
 	out.Record = *rec
-	return &out, nil
+	return &out, undo, nil
 }
 
 // putGzipBlob stores the gzip compression of the layer with the given diff

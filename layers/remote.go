@@ -730,10 +730,18 @@ func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushRes
 }
 
 func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
-	img, err := s.compressLayers(img)
+	img, undo, err := s.compressLayers(img)
 	if err != nil {
 		return nil, err
 	}
+	res, err := s.pushImage(ctx, r, img, o)
+	if err != nil {
+		undo() // a failed push leaves the store as it was
+	}
+	return res, err
+}
+
+func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
 	vi, err := s.V1Image(img)
 	if err != nil {
 		return nil, err
