@@ -35,6 +35,7 @@ chown -R "$user" "$work"
 
 runuser -u "$user" -- env -C "$work" bash -euo pipefail -c '
 R=./roost
+export ROOST_ROOT=$PWD/store   # a store of its own, removed at the end
 echo "+ a root filesystem from local files: busybox and a web page"
 mkdir -p rootfs/bin rootfs/etc rootfs/srv
 cp /bin/busybox rootfs/bin/
@@ -47,9 +48,14 @@ $R import -c "CMD [\"sh\"]" -c "WORKDIR /srv" rootfs demo:1
 $R images
 echo "+ roost run --rm demo:1 sh -c ..."
 $R run --rm demo:1 sh -c "echo hello from a container: uid \$(id -u), host \$(hostname), \$(ls /srv | wc -l) file in \$PWD; cat index.html"
-echo "+ roost run -d --name web demo:1 httpd -f -p 8080 -h /srv ; roost ps ; roost rm -f web"
-$R run -d --name web demo:1 httpd -f -p 8080 -h /srv >/dev/null
+port=$(/bin/busybox awk "BEGIN{srand(); print 20000 + int(rand()*20000)}")
+echo "+ roost run -d --name web -p $port:8080 demo:1 httpd -f -p 8080 -h /srv ; roost ps"
+$R run -d --name web -p $port:8080 demo:1 httpd -f -p 8080 -h /srv >/dev/null
 $R ps
+sleep 0.5
+echo "+ wget http://127.0.0.1:$port/ (through roost'"'"'s port proxy)"
+/bin/busybox wget -qO- "http://127.0.0.1:$port/"
+echo "+ roost rm -f web"
 $R rm -f web
 '
 rm -rf "$work"
