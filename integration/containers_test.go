@@ -2,6 +2,7 @@ package integration
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -240,7 +241,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	os.WriteFile(envFile, []byte("# comment\nFROMFILE=yes\n"), 0o644)
 	id := strings.TrimSpace(e.ok("run", "-d", "--name", "web", "-e", "A=1", "--env-file", envFile,
 		"-v", site+":/srv:ro", "-v", "data:/var/lib/x", "-w", "/srv", "--label", "k=v",
-		img, "sh", "-c", `echo started; env | grep -E '^(A|FROMFILE)='; cat index.html; touch /srv/x 2>/dev/null || echo srv-ro; echo kept > /var/lib/x/f; trap 'echo got-hup' HUP; while true; do sleep 0.1; done`))
+		img, "sh", "-c", `echo started; env | grep -E '^(A|FROMFILE)='; cat index.html; touch /srv/x 2>/dev/null || echo srv-ro; echo kept > /var/lib/x/f; trap 'echo got-hup' HUP; echo trapped; while true; do sleep 0.1; done`))
 	if !isHex(id, 64) {
 		t.Fatalf("run -d printed %q, want a container ID", id)
 	}
@@ -260,7 +261,7 @@ func TestDetachedLifecycle(t *testing.T) {
 			t.Errorf("ps header lacks %s", h)
 		}
 	}
-	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "web"), "srv-ro") })
+	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "web"), "trapped") })
 	e.ok("kill", "-s", "HUP", "web")
 	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "web"), "got-hup") })
 	logs := e.ok("logs", "web")
@@ -702,7 +703,8 @@ func TestMoreRunFlags(t *testing.T) {
 		}
 	}
 	// --stop-signal reaches the process; --stop-timeout bounds the wait.
-	e.ok("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "1", img, "sh", "-c", "trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.1; done")
+	e.ok("run", "-d", "--name", "sig", "--stop-signal", "USR1", "--stop-timeout", "5", img, "sh", "-c", "trap 'echo got-usr1; exit 0' USR1; echo ready; while true; do sleep 0.1; done")
+	waitFor(t, func() bool { return strings.Contains(e.ok("logs", "sig"), "ready") })
 	e.ok("stop", "sig")
 	if out := e.ok("logs", "sig"); !strings.Contains(out, "got-usr1") {
 		t.Errorf("--stop-signal USR1: logs %q", out)
@@ -724,16 +726,24 @@ func TestMoreRunFlags(t *testing.T) {
 		t.Errorf("after its terminal closed the container is %s", st)
 	}
 	// Signals to a foreground run reach the container (--sig-proxy).
-	cmd := exec.Command(roostBin, "run", "--rm", img, "sh", "-c", "trap 'echo got-term; exit 7' TERM; while true; do sleep 0.1; done")
+	cmd := exec.Command(roostBin, "run", "--rm", img, "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done")
 	cmd.Env = e.environ()
-	var out strings.Builder
-	cmd.Stdout = &out
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGTERM)
-	err := cmd.Wait()
+	var out strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		out.WriteString(sc.Text() + "\n")
+		if sc.Text() == "ready" {
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || !strings.Contains(out.String(), "got-term") {
 		t.Errorf("SIGTERM to a foreground run: %v, output %q", err, out.String())
 	}
