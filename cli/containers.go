@@ -52,6 +52,9 @@ func createFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "keep STDIN open even if not attached"},
 		&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "set meta data on a container"},
 		&cli.StringSliceFlag{Name: "mount", Usage: "attach a filesystem mount to the container"},
+		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory limit (cgroup v2)"},
+		&cli.StringFlag{Name: "cpus", Usage: "number of CPUs (cgroup v2)"},
+		&cli.Int64Flag{Name: "pids-limit", Usage: "tune container pids limit (cgroup v2)"},
 		&cli.StringFlag{Name: "name", Usage: "assign a name to the container"},
 		&cli.StringFlag{Name: "network", Aliases: []string{"net"}, Usage: "connect a container to a network: private (default), host or none"},
 		&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "publish a container's port(s) to the host: [ip:][hostPort:]containerPort[/tcp|udp]"},
@@ -104,9 +107,13 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 		Network: c.String("network"), AddHosts: c.StringSlice("add-host"), DNS: c.StringSlice("dns"),
 		Restart: c.String("restart"), Mapping: mapping.Kind(),
 		Publish: c.StringSlice("publish"), PublishAll: c.Bool("publish-all"),
+		Memory: c.String("memory"), CPUs: c.String("cpus"), PidsLimit: c.Int64("pids-limit"),
 	}
 	if o.Network == "" {
 		o.Network = envOf(c).cfg.Network.Default
+	}
+	if (o.Memory != "" || o.CPUs != "" || o.PidsLimit != 0) && !container.CgroupsAvailable() {
+		return nil, errors.New("--memory, --cpus and --pids-limit need cgroup v2 with a cgroup delegated to you (a systemd user session, or ROOST_CGROUP naming one): see roost info")
 	}
 	if c.IsSet("entrypoint") {
 		ep := c.String("entrypoint")

@@ -47,6 +47,8 @@ type AgentSpec struct {
 	Restart RestartPolicy
 	// OpenStdin keeps the container's stdin open for later attaches (-i).
 	OpenStdin bool
+	// Resources are cgroup v2 limits.
+	Resources Resources
 }
 
 // agent runs one container.
@@ -74,6 +76,8 @@ type agent struct {
 	// writable and lowers are the union\'s layers, to read /etc/passwd.
 	writable string
 	lowers   []fuse.Lower
+	// cg is the container's cgroup, when one could be made.
+	cg *cgroup
 	// reaped is closed when the current init was waited for.
 	reaped chan struct{}
 }
@@ -155,6 +159,26 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	if err != nil {
 		unmount(m)
 		return 0, err
+	}
+	// A cgroup of its own where one is delegated: limits, and the freezer.
+	if parent := cgroupParent(); parent != "" {
+		cg, err := newCgroup(parent, filepath.Base(a.spec.Dir), a.spec.Resources)
+		if err != nil && !a.spec.Resources.Empty() {
+			a.log.close()
+			unmount(m)
+			a.finish(125, err.Error())
+			return 125, err
+		}
+		if err == nil {
+			a.cg = cg
+			defer cg.remove()
+		}
+	} else if !a.spec.Resources.Empty() {
+		err := errors.New("--memory, --cpus and --pids-limit need cgroup v2 with a cgroup delegated to you (systemd user session, or ROOST_CGROUP naming one): see roost info")
+		a.log.close()
+		unmount(m)
+		a.finish(125, err.Error())
+		return 125, err
 	}
 	var proxy *netns.PortProxy
 	if len(a.spec.Ports) > 0 {
@@ -335,6 +359,14 @@ func (a *agent) start(rootfs string) (int, error) {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	if a.cg != nil {
+		f, err := a.cg.open()
+		if err != nil {
+			return 125, err
+		}
+		defer f.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(f.Fd())
+	}
 	if init.NestedUID >= 0 {
 		// The user runs as the only id of a user namespace of its own,
 		// mapped onto this namespace's root (see nestedUser).
@@ -720,11 +752,18 @@ func (a *agent) pause() error {
 	if a.state.Paused {
 		return errors.New("container is already paused")
 	}
-	if err := freeze(a.state.Pid); err != nil {
+	method := "signals"
+	if a.cg != nil {
+		if err := a.cg.freeze(true); err != nil {
+			a.cg.freeze(false)
+			return err
+		}
+		method = "cgroup-v2-freezer"
+	} else if err := freeze(a.state.Pid); err != nil {
 		thaw(a.state.Pid)
 		return err
 	}
-	a.state.Paused, a.state.Status, a.state.PauseMethod = true, "paused", "signals"
+	a.state.Paused, a.state.Status, a.state.PauseMethod = true, "paused", method
 	return writeState(a.spec.Dir, &a.state)
 }
 
@@ -734,7 +773,11 @@ func (a *agent) unpause() error {
 	if !a.state.Paused {
 		return errors.New("container is not paused")
 	}
-	if err := thaw(a.state.Pid); err != nil {
+	if a.cg != nil {
+		if err := a.cg.freeze(false); err != nil {
+			return err
+		}
+	} else if err := thaw(a.state.Pid); err != nil {
 		return err
 	}
 	a.state.Paused, a.state.Status = false, "running"
@@ -748,6 +791,10 @@ func (a *agent) resume() {
 	paused, pid := a.state.Paused, a.state.Pid
 	a.mu.Unlock()
 	if paused && pid != 0 {
-		thaw(pid)
+		if a.cg != nil {
+			a.cg.freeze(false)
+		} else {
+			thaw(pid)
+		}
 	}
 }

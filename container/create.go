@@ -56,6 +56,10 @@ type CreateOptions struct {
 	DNS         []string
 	Restart     string
 	Mapping     string
+	// Memory, CPUs and PidsLimit are --memory, --cpus and --pids-limit.
+	Memory    string
+	CPUs      string
+	PidsLimit int64
 	// Publish are -p specs; PublishAll is -P.
 	Publish    []string
 	PublishAll bool
@@ -235,6 +239,24 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 			return nil, fmt.Errorf("cannot publish host port %d: it is below net.ipv4.ip_unprivileged_port_start (%d): use a port of %d or more, or ask an administrator to lower that sysctl", m.HostPort, netns.UnprivilegedPortStart(), netns.UnprivilegedPortStart())
 		}
 	}
+	if o.Memory != "" {
+		n, err := units.RAMInBytes(o.Memory)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("invalid --memory %q: want a size such as 256m", o.Memory)
+		}
+		hc.Memory = n
+	}
+	if o.CPUs != "" {
+		f, err := strconv.ParseFloat(o.CPUs, 64)
+		if err != nil || f <= 0 {
+			return nil, fmt.Errorf("invalid --cpus %q: want a positive number such as 0.5", o.CPUs)
+		}
+		hc.NanoCpus = int64(f * 1e9)
+	}
+	if o.PidsLimit < 0 {
+		return nil, fmt.Errorf("invalid --pids-limit %d", o.PidsLimit)
+	}
+	hc.PidsLimit = o.PidsLimit
 	r.Config, r.HostConfig = cfg, hc
 	mounts, err := s.parseMounts(o, img.Volumes, r.ID)
 	if err != nil {

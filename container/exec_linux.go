@@ -84,6 +84,12 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	cmd.ExtraFiles = []*os.File{specR, statusW}
 	closeAfterStart := []*os.File{specR, statusW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if a.cg != nil {
+		if f, err := a.cg.open(); err == nil {
+			defer f.Close()
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(f.Fd())
+		}
+	}
 	var consoleParent *os.File
 	var stdinW io.WriteCloser
 	var outR, errR *os.File

@@ -59,6 +59,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		Ports:      c.Ports,
 		Restart:    c.HostConfig.RestartPolicy,
 		OpenStdin:  c.Config.OpenStdin,
+		Resources:  Resources{Memory: c.HostConfig.Memory, NanoCPUs: c.HostConfig.NanoCpus, PidsLimit: c.HostConfig.PidsLimit},
 	}
 	for _, m := range c.Mounts {
 		if m.Anonymous {

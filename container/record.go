@@ -84,6 +84,11 @@ type HostConfig struct {
 	UsernsMode     string
 	ExtraHosts     []string
 	DNS            []string `json:"Dns"`
+	// Memory (bytes), NanoCpus (CPUs × 1e9) and PidsLimit are the cgroup
+	// v2 limits; 0 means none.
+	Memory    int64
+	NanoCpus  int64
+	PidsLimit int64
 }
 
 // Mount is one filesystem mounted into the container.

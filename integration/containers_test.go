@@ -748,3 +748,55 @@ func TestMoreRunFlags(t *testing.T) {
 		t.Errorf("SIGTERM to a foreground run: %v, output %q", err, out.String())
 	}
 }
+
+// TestResourceLimits checks --memory, --cpus and --pids-limit where a cgroup
+// v2 subtree is delegated (ROOST_CGROUP names it; CI's hybrid-cgroup machines
+// have none), and the one-line refusal where there is none.
+func TestResourceLimits(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	parent := os.Getenv("ROOST_CGROUP")
+	if parent == "" {
+		before := e.ok("ps", "-a", "-q")
+		line := e.fails("run", "--rm", "--memory", "64m", img, "true")
+		if !strings.Contains(line, "cgroup v2") {
+			t.Errorf("--memory without cgroups: %q", line)
+		}
+		if after := e.ok("ps", "-a", "-q"); after != before {
+			t.Errorf("a refused run left a container")
+		}
+		t.Log("no delegated cgroup v2 here (ROOST_CGROUP unset): checked the refusal only")
+		return
+	}
+	e.extraEnv = append(e.extraEnv, "ROOST_CGROUP="+parent)
+	id := strings.TrimSpace(e.ok("run", "-d", "--name", "lim", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "20", img, "sleep", "300"))
+	t.Cleanup(func() { e.run("rm", "-f", "lim") })
+	dir := filepath.Join(parent, "roost-"+id[:12])
+	for file, want := range map[string]string{"memory.max": "67108864", "cpu.max": "50000 100000", "pids.max": "20"} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil || strings.TrimSpace(string(b)) != want {
+			t.Errorf("%s/%s = %q (%v), want %q", dir, file, b, err, want)
+		}
+	}
+	// The freezer pauses.
+	e.ok("pause", "lim")
+	if out := e.ok("inspect", "--format", "{{.State.Status}}", "lim"); out != "paused\n" {
+		t.Errorf("paused status %q", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.events")); !strings.Contains(string(b), "frozen 1") {
+		t.Errorf("cgroup not frozen: %s", b)
+	}
+	if st, _ := os.ReadFile(filepath.Join(e.Root, "containers", id, "state.json")); !strings.Contains(string(st), "cgroup-v2-freezer") {
+		t.Errorf("pause method not recorded: %s", st)
+	}
+	e.ok("unpause", "lim")
+	// The limits hold: too many processes fail to fork; too much memory is killed.
+	r := e.run("run", "--rm", "--pids-limit", "5", img, "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; wait")
+	if !strings.Contains(r.stderr, "fork") && !strings.Contains(r.stderr, "Resource temporarily unavailable") {
+		t.Errorf("--pids-limit 5 with 8 children: %s", r)
+	}
+	r = e.run("run", "--rm", "--memory", "32m", img, "sh", "-c", `x=$(head -c 100000000 /dev/zero | tr '\0' a); echo ${#x}`)
+	if r.code != 137 {
+		t.Errorf("--memory 32m holding 100 MB: %s, want exit 137", r)
+	}
+}

@@ -1,0 +1,148 @@
+//go:build linux
+
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Resources are a container's limits (run's --memory, --cpus, --pids-limit).
+type Resources struct {
+	Memory    int64   `json:",omitempty"` // bytes; 0: none
+	NanoCPUs  int64   `json:",omitempty"` // CPUs × 1e9; 0: none
+	PidsLimit int64   `json:",omitempty"` // 0: none
+	CPUs      float64 `json:"-"`
+}
+
+// Empty reports whether no limit is set.
+func (r Resources) Empty() bool { return r.Memory == 0 && r.NanoCPUs == 0 && r.PidsLimit == 0 }
+
+// cgroupParent finds the cgroup v2 directory under which roost may make one
+// cgroup per container: $ROOST_CGROUP, or the caller's own cgroup when it is
+// writable and delegates the controllers (a systemd user session with
+// Delegate=yes, or a subtree an administrator gave the user). It returns ""
+// when there is none: then there are no limits and pause uses signals.
+func cgroupParent() string {
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup", &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return ""
+	}
+	if p := os.Getenv("ROOST_CGROUP"); p != "" {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join("/sys/fs/cgroup", p)
+		}
+		return p
+	}
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if rel, ok := strings.CutPrefix(line, "0::"); ok {
+			dir := filepath.Join("/sys/fs/cgroup", rel)
+			if unix.Access(filepath.Join(dir, "cgroup.subtree_control"), unix.W_OK) == nil &&
+				unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK) == nil {
+				return dir
+			}
+		}
+	}
+	return ""
+}
+
+// CgroupsAvailable reports whether containers can get cgroup v2 limits here.
+func CgroupsAvailable() bool { return cgroupParent() != "" }
+
+// cgroup is one container's cgroup.
+type cgroup struct {
+	dir string
+}
+
+// newCgroup makes the container's cgroup under parent, with the controllers
+// its limits need, and writes the limits.
+func newCgroup(parent, id string, r Resources) (*cgroup, error) {
+	want := []string{"+pids", "+memory", "+cpu"}
+	ctrl, _ := os.ReadFile(filepath.Join(parent, "cgroup.controllers"))
+	var enable []string
+	for _, c := range want {
+		if strings.Contains(" "+string(ctrl)+" ", " "+c[1:]+" ") || strings.Contains(string(ctrl), c[1:]) {
+			enable = append(enable, c)
+		}
+	}
+	// Best effort: where the parent has processes of its own the kernel
+	// refuses, and the controllers must have been enabled already.
+	os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(strings.Join(enable, " ")), 0)
+	dir := filepath.Join(parent, "roost-"+id[:12])
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	cg := &cgroup{dir: dir}
+	set := func(file, value string) error {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+			return fmt.Errorf("set %s in cgroup %s: %w (is the controller delegated? see roost info)", file, dir, err)
+		}
+		return nil
+	}
+	if r.Memory > 0 {
+		if err := set("memory.max", strconv.FormatInt(r.Memory, 10)); err != nil {
+			cg.remove()
+			return nil, err
+		}
+		set("memory.swap.max", "0")
+	}
+	if r.NanoCPUs > 0 {
+		const period = 100000
+		if err := set("cpu.max", fmt.Sprintf("%d %d", r.NanoCPUs*period/1e9, period)); err != nil {
+			cg.remove()
+			return nil, err
+		}
+	}
+	if r.PidsLimit > 0 {
+		if err := set("pids.max", strconv.FormatInt(r.PidsLimit, 10)); err != nil {
+			cg.remove()
+			return nil, err
+		}
+	}
+	return cg, nil
+}
+
+// open returns a descriptor of the cgroup directory, for CLONE_INTO_CGROUP.
+func (cg *cgroup) open() (*os.File, error) {
+	return os.OpenFile(cg.dir, unix.O_DIRECTORY|os.O_RDONLY, 0)
+}
+
+// freeze freezes or thaws the cgroup and waits until the kernel says so.
+func (cg *cgroup) freeze(on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	if err := os.WriteFile(filepath.Join(cg.dir, "cgroup.freeze"), []byte(v), 0); err != nil {
+		return fmt.Errorf("freeze cgroup: %w", err)
+	}
+	for i := 0; i < 200; i++ {
+		b, _ := os.ReadFile(filepath.Join(cg.dir, "cgroup.events"))
+		if strings.Contains(string(b), "frozen "+v) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return errors.New("freeze cgroup: the kernel did not confirm within 1s")
+}
+
+// remove deletes the cgroup once it is empty.
+func (cg *cgroup) remove() {
+	for i := 0; i < 50; i++ {
+		if err := os.Remove(cg.dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
