@@ -446,6 +446,13 @@ func (a *agent) start(rootfs string) (int, error) {
 	}
 	statusR.Close()
 	Trace("agent", "exec-seen")
+	if a.cg != nil {
+		if err := a.cg.limitPids(); err != nil {
+			cmd.Process.Kill()
+			a.wait()
+			return 125, err
+		}
+	}
 	a.mu.Lock()
 	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports, RestartCount: a.restarts}
 	writeState(a.spec.Dir, &a.state)

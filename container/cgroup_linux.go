@@ -62,7 +62,8 @@ func CgroupsAvailable() bool { return cgroupParent() != "" }
 
 // cgroup is one container's cgroup.
 type cgroup struct {
-	dir string
+	dir  string
+	pids int64
 }
 
 // newCgroup makes the container's cgroup under parent, with the controllers
@@ -104,13 +105,20 @@ func newCgroup(parent, id string, r Resources) (*cgroup, error) {
 			return nil, err
 		}
 	}
-	if r.PidsLimit > 0 {
-		if err := set("pids.max", strconv.FormatInt(r.PidsLimit, 10)); err != nil {
-			cg.remove()
-			return nil, err
-		}
-	}
+	cg.pids = r.PidsLimit
 	return cg, nil
+}
+
+// limitPids applies the pids limit. It waits until the container's command
+// runs: roost's init is a Go program whose own threads count as pids.
+func (cg *cgroup) limitPids() error {
+	if cg.pids <= 0 {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(cg.dir, "pids.max"), []byte(strconv.FormatInt(cg.pids, 10)), 0); err != nil {
+		return fmt.Errorf("set pids.max in cgroup %s: %w (is the pids controller delegated? see roost info)", cg.dir, err)
+	}
+	return nil
 }
 
 // open returns a descriptor of the cgroup directory, for CLONE_INTO_CGROUP.
