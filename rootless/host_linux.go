@@ -149,6 +149,20 @@ func cgroupCheck() Check {
 		c.Hint = "--memory, --cpus and --pids-limit need cgroup v2; pause falls back to signals"
 		return c
 	}
+	if p := os.Getenv("ROOST_CGROUP"); p != "" {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join("/sys/fs/cgroup", p)
+		}
+		if unix.Access(filepath.Join(p, "cgroup.procs"), unix.W_OK) != nil {
+			c.OK, c.Warn = true, true
+			c.Detail = "ROOST_CGROUP=" + p + " is not writable by you"
+			c.Hint = "ask an administrator to chown that cgroup directory to you"
+			return c
+		}
+		ctrl, _ := os.ReadFile(filepath.Join(p, "cgroup.controllers"))
+		c.OK, c.Detail = true, fmt.Sprintf("ROOST_CGROUP=%s (controllers: %s)", p, strings.TrimSpace(string(ctrl)))
+		return c
+	}
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		c.Detail = err.Error()
@@ -164,7 +178,7 @@ func cgroupCheck() Check {
 	if unix.Access(dir, unix.W_OK) != nil {
 		c.OK, c.Warn = true, true
 		c.Detail = "cgroup " + rel + " is not writable by you"
-		c.Hint = "run under a systemd user session (systemd-run --user --scope) for resource limits and the freezer"
+		c.Hint = "run under a systemd user session (systemd-run --user --scope), or set ROOST_CGROUP to a cgroup delegated to you, for resource limits and the freezer"
 		return c
 	}
 	ctrl, _ := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
