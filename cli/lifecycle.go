@@ -130,7 +130,15 @@ func statsCommand() *cli.Command {
 					}
 					row := statsRow{ID: id, Container: id, Name: ctr.Name, CPUPerc: "0.00%", MemUsage: "0B / " + humanSize(int64(memTotal)),
 						MemPerc: "0.00%", NetIO: "--", BlockIO: "--", PIDs: "0"}
-					if ps, err := cs.Procs(ctr); err == nil {
+					if mem, _, pids, ok := container.CgroupStats(ctr.ID); ok {
+						// Read from the container's cgroup where it has one.
+						ps, _ := cs.Procs(ctr)
+						cpu := float64(cpuSum(ps)-before[ctr.ID]) / clockTicks / time.Since(start).Seconds() * 100
+						row.CPUPerc = fmt.Sprintf("%.2f%%", cpu)
+						row.MemUsage = humanSize(int64(mem)) + " / " + humanSize(int64(memTotal))
+						row.MemPerc = fmt.Sprintf("%.2f%%", float64(mem)/float64(memTotal)*100)
+						row.PIDs = fmt.Sprint(pids)
+					} else if ps, err := cs.Procs(ctr); err == nil {
 						cpu := float64(cpuSum(ps)-before[ctr.ID]) / clockTicks / time.Since(start).Seconds() * 100
 						var rss uint64
 						for _, p := range ps {

@@ -31,15 +31,23 @@ func (r Resources) Empty() bool { return r.Memory == 0 && r.NanoCPUs == 0 && r.P
 // Delegate=yes, or a subtree an administrator gave the user). It returns ""
 // when there is none: then there are no limits and pause uses signals.
 func cgroupParent() string {
-	var st unix.Statfs_t
-	if unix.Statfs("/sys/fs/cgroup", &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return ""
+	isV2 := func(p string) bool {
+		var st unix.Statfs_t
+		return unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 	}
 	if p := os.Getenv("ROOST_CGROUP"); p != "" {
+		// Any cgroup v2 directory, also the "unified" one of a hybrid
+		// layout, where the freezer works without controllers.
 		if !filepath.IsAbs(p) {
 			p = filepath.Join("/sys/fs/cgroup", p)
 		}
-		return p
+		if isV2(p) {
+			return p
+		}
+		return ""
+	}
+	if !isV2("/sys/fs/cgroup") {
+		return ""
 	}
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -59,6 +67,35 @@ func cgroupParent() string {
 
 // CgroupsAvailable reports whether containers can get cgroup v2 limits here.
 func CgroupsAvailable() bool { return cgroupParent() != "" }
+
+// CgroupStats reads the usage of container id's cgroup, when it has one:
+// memory in bytes, CPU time in microseconds, and the number of pids.
+func CgroupStats(id string) (mem, cpuUsec, pids uint64, ok bool) {
+	parent := cgroupParent()
+	if parent == "" {
+		return 0, 0, 0, false
+	}
+	dir := filepath.Join(parent, "roost-"+id[:12])
+	num := func(file string) (uint64, bool) {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		return n, err == nil
+	}
+	var okMem, okPids bool
+	mem, okMem = num("memory.current")
+	pids, okPids = num("pids.current")
+	if b, err := os.ReadFile(filepath.Join(dir, "cpu.stat")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, found := strings.CutPrefix(line, "usage_usec "); found {
+				cpuUsec, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	return mem, cpuUsec, pids, okMem && okPids
+}
 
 // cgroup is one container's cgroup.
 type cgroup struct {
