@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -122,27 +123,42 @@ func dfCommand() *cli.Command {
 				reclaim += " (100%)"
 			}
 			nCtr, nActive, nVol, nVolUsed := 0, 0, 0, 0
+			var ctrSize, ctrFree, volSize, volFree int64
 			if cs, err := container.OpenStore(envOf(c).cfg.Root, envOf(c).cfg.RunRoot); err == nil {
 				ctrs, _ := cs.List()
 				nCtr = len(ctrs)
 				for _, ctr := range ctrs {
+					n := dirSize(ctr.Dir + "/diff/upper")
+					ctrSize += n
 					if ctr.IsActive() {
 						nActive++
+					} else {
+						ctrFree += n
 					}
 				}
 				vols, _ := cs.Volumes()
 				users, _ := cs.VolumeUsers()
 				nVol = len(vols)
 				for _, v := range vols {
+					n := dirSize(v.Mountpoint)
+					volSize += n
 					if len(users[v.Name]) > 0 {
 						nVolUsed++
+					} else {
+						volFree += n
 					}
 				}
 			}
+			pct := func(part, whole int64) string {
+				if whole == 0 {
+					return humanSize(part)
+				}
+				return fmt.Sprintf("%s (%d%%)", humanSize(part), part*100/whole)
+			}
 			rows := []dfRow{
 				{"Images", fmt.Sprint(len(imgs)), "0", humanSize(size), reclaim},
-				{"Containers", fmt.Sprint(nCtr), fmt.Sprint(nActive), "0B", "0B"},
-				{"Local Volumes", fmt.Sprint(nVol), fmt.Sprint(nVolUsed), "0B", "0B"},
+				{"Containers", fmt.Sprint(nCtr), fmt.Sprint(nActive), humanSize(ctrSize), pct(ctrFree, ctrSize)},
+				{"Local Volumes", fmt.Sprint(nVol), fmt.Sprint(nVolUsed), humanSize(volSize), pct(volFree, volSize)},
 				{"Build Cache", "0", "0", "0B", "0B"},
 			}
 			for _, r := range rows {
@@ -164,7 +180,33 @@ func dfCommand() *cli.Command {
 						iw.Row(r)
 					}
 				}
-				return iw.Flush()
+				if err := iw.Flush(); err != nil {
+					return err
+				}
+				cs, err := container.OpenStore(envOf(c).cfg.Root, envOf(c).cfg.RunRoot)
+				if err != nil {
+					return err
+				}
+				ctrs, _ := cs.List()
+				fmt.Fprintln(c.App.Writer, "\nContainers space usage:")
+				cw := tabwriter.NewWriter(c.App.Writer, 10, 1, 3, ' ', 0)
+				fmt.Fprintln(cw, "CONTAINER ID\tIMAGE\tCOMMAND\tSIZE\tCREATED\tSTATUS\tNAMES")
+				for _, ctr := range ctrs {
+					fmt.Fprintf(cw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ctr.ID[:12], ctr.ImageName, commandText(ctr, true),
+						humanSize(dirSize(ctr.Dir+"/diff/upper")), since(ctr.Created), statusText(ctr), ctr.Name)
+				}
+				if err := cw.Flush(); err != nil {
+					return err
+				}
+				vols, _ := cs.Volumes()
+				users, _ := cs.VolumeUsers()
+				fmt.Fprintln(c.App.Writer, "\nLocal Volumes space usage:")
+				vw := tabwriter.NewWriter(c.App.Writer, 10, 1, 3, ' ', 0)
+				fmt.Fprintln(vw, "VOLUME NAME\tLINKS\tSIZE")
+				for _, v := range vols {
+					fmt.Fprintf(vw, "%s\t%d\t%s\n", v.Name, len(users[v.Name]), humanSize(dirSize(v.Mountpoint)))
+				}
+				return vw.Flush()
 			}
 			return nil
 		},
@@ -199,4 +241,18 @@ func winsize(f *os.File) ([2]uint16, error) {
 		return [2]uint16{}, err
 	}
 	return [2]uint16{ws.Row, ws.Col}, nil
+}
+
+// dirSize is the size of the files under p.
+func dirSize(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
