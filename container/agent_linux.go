@@ -115,11 +115,9 @@ func runAgent(args []string) int {
 		}
 		report(st)
 		fmt.Fprintln(os.Stderr, "roost agent:", err)
-		if code == 0 {
-			code = st.Code
-		}
+		return st.Code
 	}
-	return 0
+	return code // the container's last exit status
 }
 
 // run starts the container, reports its pid through started, and waits.
