@@ -821,3 +821,24 @@ func TestResourceLimits(t *testing.T) {
 		t.Errorf("--memory 32m holding 100 MB: %s, want exit 137", r)
 	}
 }
+
+// TestImageMount: `image mount IMAGE -- CMD` shows the image's files at
+// $ROOST_MOUNT, writable, and throws the changes away afterwards.
+func TestImageMount(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	out := e.ok("image", "mount", img, "--", "sh", "-c", `cat "$ROOST_MOUNT/etc/os-release"; echo changed > "$ROOST_MOUNT/etc/os-release"; cat "$ROOST_MOUNT/etc/os-release"`)
+	if out != osRelease+"changed\n" {
+		t.Errorf("image mount: %q", out)
+	}
+	if out := e.ok("image", "mount", img, "--", "sh", "-c", `cat "$ROOST_MOUNT/etc/os-release"`); out != osRelease {
+		t.Errorf("changes were kept: %q", out)
+	}
+	if r := e.run("image", "mount", img, "--", "sh", "-c", "exit 4"); r.code != 4 {
+		t.Errorf("exit status: %s", r)
+	}
+	if names := e.dirNames("tmp"); len(names) != 0 {
+		t.Errorf("image mount left %v in the store's tmp/", names)
+	}
+	e.fails("image", "mount", "nosuchimage", "--", "true")
+}
