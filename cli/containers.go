@@ -769,13 +769,7 @@ func containerPruneCommand() *cli.Command {
 					removed = append(removed, ctr.ID)
 				}
 			}
-			if len(removed) > 0 {
-				fmt.Fprintln(c.App.Writer, "Deleted Containers:")
-				for _, id := range removed {
-					fmt.Fprintln(c.App.Writer, id)
-				}
-				fmt.Fprintln(c.App.Writer)
-			}
+			printDeleted(c.App.Writer, "Deleted Containers:", removed)
 			fmt.Fprintln(c.App.Writer, "Total reclaimed space: 0B")
 			return nil
 		},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sort"
@@ -618,14 +619,7 @@ func imagePruneCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if len(res.Deleted) > 0 {
-				fmt.Fprintln(c.App.Writer, "Deleted Images:")
-				for _, d := range res.Deleted {
-					fmt.Fprintln(c.App.Writer, "deleted: "+d.String())
-				}
-				fmt.Fprintln(c.App.Writer)
-			}
-			fmt.Fprintln(c.App.Writer, "Total reclaimed space: "+humanSize(res.Reclaimed))
+			printPrunedImages(c, res)
 			return nil
 		},
 	}
@@ -758,4 +752,26 @@ func loadCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// printDeleted prints a prune's list of removed things, as Docker does.
+func printDeleted(w io.Writer, title string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(w, title)
+	for _, it := range items {
+		fmt.Fprintln(w, it)
+	}
+	fmt.Fprintln(w)
+}
+
+// printPrunedImages ends a prune with the images it removed and the space.
+func printPrunedImages(c *cli.Context, res *layers.PruneResult) {
+	var deleted []string
+	for _, d := range res.Deleted {
+		deleted = append(deleted, "deleted: "+d.String())
+	}
+	printDeleted(c.App.Writer, "Deleted Images:", deleted)
+	fmt.Fprintln(c.App.Writer, "Total reclaimed space: "+humanSize(res.Reclaimed))
 }

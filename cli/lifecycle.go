@@ -230,13 +230,7 @@ func systemPruneCommand() *cli.Command {
 					removed = append(removed, ctr.ID)
 				}
 			}
-			if len(removed) > 0 {
-				fmt.Fprintln(c.App.Writer, "Deleted Containers:")
-				for _, id := range removed {
-					fmt.Fprintln(c.App.Writer, id)
-				}
-				fmt.Fprintln(c.App.Writer)
-			}
+			printDeleted(c.App.Writer, "Deleted Containers:", removed)
 			if c.Bool("volumes") {
 				vols, _ := cs.Volumes()
 				users, _ := cs.VolumeUsers()
@@ -246,26 +240,13 @@ func systemPruneCommand() *cli.Command {
 						gone = append(gone, v.Name)
 					}
 				}
-				if len(gone) > 0 {
-					fmt.Fprintln(c.App.Writer, "Deleted Volumes:")
-					for _, n := range gone {
-						fmt.Fprintln(c.App.Writer, n)
-					}
-					fmt.Fprintln(c.App.Writer)
-				}
+				printDeleted(c.App.Writer, "Deleted Volumes:", gone)
 			}
 			res, err := is.Prune(c.Bool("all"))
 			if err != nil {
 				return err
 			}
-			if len(res.Deleted) > 0 {
-				fmt.Fprintln(c.App.Writer, "Deleted Images:")
-				for _, d := range res.Deleted {
-					fmt.Fprintln(c.App.Writer, "deleted: "+d.String())
-				}
-				fmt.Fprintln(c.App.Writer)
-			}
-			fmt.Fprintln(c.App.Writer, "Total reclaimed space: "+humanSize(res.Reclaimed))
+			printPrunedImages(c, res)
 			return nil
 		},
 	}

@@ -141,13 +141,7 @@ func volumeCommand() *cli.Command {
 							removed = append(removed, v.Name)
 						}
 					}
-					if len(removed) > 0 {
-						fmt.Fprintln(c.App.Writer, "Deleted Volumes:")
-						for _, n := range removed {
-							fmt.Fprintln(c.App.Writer, n)
-						}
-						fmt.Fprintln(c.App.Writer)
-					}
+					printDeleted(c.App.Writer, "Deleted Volumes:", removed)
 					fmt.Fprintln(c.App.Writer, "Total reclaimed space: 0B")
 					return nil
 				},

@@ -290,15 +290,7 @@ func startInNamespaces(cmd *exec.Cmd, pid int) error {
 // becomes the container's user and execs the command.
 func runExec(args []string) int {
 	runtime.LockOSThread() // see runInit
-	status := os.NewFile(4, "exec-status")
-	err := execInContainer()
-	ee := ExecError{Message: err.Error(), Code: 126}
-	var ie *initError
-	if errors.As(err, &ie) {
-		ee.Code = ie.code
-	}
-	writeJSON(status, ee)
-	return ee.Code
+	return reportExecError(execInContainer(), 126)
 }
 
 // writeIDMaps maps uid and gid of a new user namespace onto root here.

@@ -40,14 +40,19 @@ func runInit(args []string) int {
 	// and the thread that execs is the one whose they stay: do everything
 	// on one.
 	runtime.LockOSThread()
-	status := os.NewFile(4, "exec-status")
-	err := initContainer()
-	ee := ExecError{Message: err.Error(), Code: 125}
+	return reportExecError(initContainer(), 125)
+}
+
+// reportExecError tells the agent, on the exec-status pipe (fd 4), why the
+// command did not start, and returns the exit status: the error's own, or
+// code.
+func reportExecError(err error, code int) int {
+	ee := ExecError{Message: err.Error(), Code: code}
 	var ie *initError
 	if errors.As(err, &ie) {
 		ee.Code = ie.code
 	}
-	writeJSON(status, ee)
+	writeJSON(os.NewFile(4, "exec-status"), ee)
 	return ee.Code
 }
 
