@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"text/tabwriter"
@@ -128,7 +127,7 @@ func dfCommand() *cli.Command {
 				ctrs, _ := cs.List()
 				nCtr = len(ctrs)
 				for _, ctr := range ctrs {
-					n := dirSize(ctr.Dir + "/diff/upper")
+					n := ctr.Size()
 					ctrSize += n
 					if ctr.IsActive() {
 						nActive++
@@ -140,7 +139,7 @@ func dfCommand() *cli.Command {
 				users, _ := cs.VolumeUsers()
 				nVol = len(vols)
 				for _, v := range vols {
-					n := dirSize(v.Mountpoint)
+					n := v.Size()
 					volSize += n
 					if len(users[v.Name]) > 0 {
 						nVolUsed++
@@ -193,7 +192,7 @@ func dfCommand() *cli.Command {
 				fmt.Fprintln(cw, "CONTAINER ID\tIMAGE\tCOMMAND\tSIZE\tCREATED\tSTATUS\tNAMES")
 				for _, ctr := range ctrs {
 					fmt.Fprintf(cw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ctr.ID[:12], ctr.ImageName, commandText(ctr, true),
-						humanSize(dirSize(ctr.Dir+"/diff/upper")), since(ctr.Created), statusText(ctr), ctr.Name)
+						humanSize(ctr.Size()), since(ctr.Created), statusText(ctr), ctr.Name)
 				}
 				if err := cw.Flush(); err != nil {
 					return err
@@ -204,7 +203,7 @@ func dfCommand() *cli.Command {
 				vw := tabwriter.NewWriter(c.App.Writer, 10, 1, 3, ' ', 0)
 				fmt.Fprintln(vw, "VOLUME NAME\tLINKS\tSIZE")
 				for _, v := range vols {
-					fmt.Fprintf(vw, "%s\t%d\t%s\n", v.Name, len(users[v.Name]), humanSize(dirSize(v.Mountpoint)))
+					fmt.Fprintf(vw, "%s\t%d\t%s\n", v.Name, len(users[v.Name]), humanSize(v.Size()))
 				}
 				return vw.Flush()
 			}
@@ -241,18 +240,4 @@ func winsize(f *os.File) ([2]uint16, error) {
 		return [2]uint16{}, err
 	}
 	return [2]uint16{ws.Row, ws.Col}, nil
-}
-
-// dirSize is the size of the files under p.
-func dirSize(p string) int64 {
-	var n int64
-	filepath.WalkDir(p, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }

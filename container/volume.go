@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/roost-containers/roost/layers"
 )
 
 // Volume is a named or anonymous volume.
@@ -99,3 +101,9 @@ func (s *Store) RemoveVolume(name string, force bool) error {
 	}
 	return os.RemoveAll(filepath.Join(s.volumes, name))
 }
+
+// Size is the size of the volume's files.
+func (v *Volume) Size() int64 { return layers.DirSize(v.Mountpoint) }
+
+// Size is the size of what the container wrote: its writable layer.
+func (c *Container) Size() int64 { return layers.DirSize(filepath.Join(c.Dir, "diff", "upper")) }

@@ -207,7 +207,7 @@ func (s *Store) collect(wait bool) (int64, error) {
 			if keep[e.Name()] || e.IsDir() && scratchInUse(p) {
 				continue
 			}
-			freed += du(p)
+			freed += DirSize(p)
 			if err := os.RemoveAll(p); err != nil {
 				return fmt.Errorf("collect garbage: %w", err)
 			}
@@ -250,8 +250,8 @@ func (s *Store) rawConfig(h v1.Hash) (*v1.ConfigFile, error) {
 	return v1.ParseConfigFile(f)
 }
 
-// du is the disk usage of the files under p, in bytes.
-func du(p string) int64 {
+// DirSize is the size of the files under p, in bytes.
+func DirSize(p string) int64 {
 	var n int64
 	filepath.WalkDir(p, func(_ string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
@@ -266,5 +266,5 @@ func du(p string) int64 {
 
 // DiskUsage is the space the store's layers and blobs take.
 func (s *Store) DiskUsage() (int64, error) {
-	return du(filepath.Join(s.root, "layers")) + du(filepath.Join(s.root, "blobs")), nil
+	return DirSize(filepath.Join(s.root, "layers")) + DirSize(filepath.Join(s.root, "blobs")), nil
 }
