@@ -180,10 +180,18 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 			return nil, err
 		}
 	}
+	hc.SecurityOpt = nil
 	for _, so := range o.SecurityOpt {
-		if !hasOpt([]string{so}, "no-new-privileges") && !strings.HasPrefix(so, "label") {
-			return nil, fmt.Errorf("--security-opt %q is not supported: roost knows no-new-privileges", so)
+		switch {
+		case strings.HasPrefix(so, "seccomp=") || strings.HasPrefix(so, "seccomp:"):
+			var err error
+			if so, err = resolveSeccompOpt(so, o.CapAdd, o.CapDrop); err != nil {
+				return nil, err
+			}
+		case !hasOpt([]string{so}, "no-new-privileges") && !strings.HasPrefix(so, "label"):
+			return nil, fmt.Errorf("--security-opt %q is not supported: roost knows no-new-privileges and seccomp", so)
 		}
+		hc.SecurityOpt = append(hc.SecurityOpt, so)
 	}
 	for _, u := range o.Ulimits {
 		ul, err := units.ParseUlimit(u)

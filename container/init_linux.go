@@ -493,8 +493,9 @@ func pivot(root string) error {
 	return unix.Chdir("/")
 }
 
-// becomeUser turns this process into the container's user: capabilities
-// limited, ids switched, no_new_privs when asked. It returns the command's
+// becomeUser turns this process into the container's user: seccomp filters
+// loaded, capabilities limited, ids switched, no_new_privs when asked. It
+// returns the command's
 // environment, with HOME from /etc/passwd when the image sets none.
 func becomeUser(spec *InitSpec) ([]string, error) {
 	u, err := resolveUser(spec)
@@ -505,6 +506,18 @@ func becomeUser(spec *InitSpec) ([]string, error) {
 	if !hasEnvKey(env, "HOME") {
 		env = append(env, "HOME="+u.Home)
 	}
+	filters, err := seccompFilters(spec)
+	if err != nil {
+		return nil, err
+	}
+	// Without no_new_privs loading a filter takes CAP_SYS_ADMIN: load it
+	// while init has it. With no_new_privs, as late as possible, so that
+	// as few of init's own calls as may be meet it (as runc).
+	if !spec.NoNewPrivileges {
+		if err := loadSeccomp(filters); err != nil {
+			return nil, err
+		}
+	}
 	if err := dropCapabilities(spec.CapAdd, spec.CapDrop); err != nil {
 		return nil, err
 	}
@@ -514,6 +527,9 @@ func becomeUser(spec *InitSpec) ([]string, error) {
 	if spec.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
+		}
+		if err := loadSeccomp(filters); err != nil {
+			return nil, err
 		}
 	}
 	return env, nil

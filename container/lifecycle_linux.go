@@ -375,6 +375,7 @@ func initSpecFor(r *Record, mapping string) InitSpec {
 		HostUID:         os.Getuid(),
 		HostGID:         os.Getgid(),
 		NoNewPrivileges: hasOpt(r.HostConfig.SecurityOpt, "no-new-privileges"),
+		Seccomp:         seccompOpt(r.HostConfig.SecurityOpt),
 	}
 	if r.Path == "" {
 		spec.Args = nil

@@ -21,7 +21,10 @@ type InitSpec struct {
 	Rlimits         []Ulimit
 	CapAdd, CapDrop []string
 	NoNewPrivileges bool
-	Devices         []Device
+	// Seccomp is the profile: "" for Docker's default, "unconfined", or a
+	// profile in Docker's JSON format.
+	Seccomp string
+	Devices []Device
 	// Init runs a minimal init as PID 1 that runs the command.
 	Init bool
 	// HostNetwork is set for --network host: init leaves networking alone.

@@ -1,0 +1,182 @@
+//go:build linux
+
+package container
+
+import (
+	"encoding/binary"
+	"testing"
+	"unsafe"
+
+	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// seccompResult runs the filters as the kernel does (every filter; the
+// strongest action wins, the newest filter's on a tie) on a native call.
+func seccompResult(t *testing.T, filters []*unix.SockFprog, name string, args ...uint64) uint32 {
+	t.Helper()
+	info, err := arch.GetInfo("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nr, ok := info.SyscallNames[name]
+	if !ok {
+		t.Fatalf("no syscall %s here", name)
+	}
+	return seccompRun(t, filters, uint32(info.ID), uint32(nr), args...)
+}
+
+func seccompRun(t *testing.T, filters []*unix.SockFprog, auditArch, nr uint32, args ...uint64) uint32 {
+	t.Helper()
+	// struct seccomp_data, each 32-bit word big-endian: the VM loads words
+	// in network order, the kernel in native (little-endian) order.
+	data := make([]byte, 64)
+	binary.BigEndian.PutUint32(data[0:], nr)
+	binary.BigEndian.PutUint32(data[4:], auditArch)
+	for i, a := range args {
+		binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
+		binary.BigEndian.PutUint32(data[16+8*i+4:], uint32(a>>32))
+	}
+	ret := uint32(unix.SECCOMP_RET_ALLOW)
+	for i := len(filters) - 1; i >= 0; i-- {
+		f := filters[i]
+		raw := unsafe.Slice(f.Filter, f.Len)
+		var rs []bpf.RawInstruction
+		for _, r := range raw {
+			rs = append(rs, bpf.RawInstruction{Op: r.Code, Jt: r.Jt, Jf: r.Jf, K: r.K})
+		}
+		insts, ok := bpf.Disassemble(rs)
+		if !ok {
+			t.Fatalf("filter %d does not disassemble", i)
+		}
+		vm, err := bpf.NewVM(insts)
+		if err != nil {
+			t.Fatalf("filter %d: %v", i, err)
+		}
+		n, err := vm.Run(data)
+		if err != nil {
+			t.Fatalf("filter %d: %v", i, err)
+		}
+		if int32(uint32(n)&unix.SECCOMP_RET_ACTION_FULL) < int32(ret&unix.SECCOMP_RET_ACTION_FULL) {
+			ret = uint32(n)
+		}
+	}
+	return ret
+}
+
+const (
+	retAllow = unix.SECCOMP_RET_ALLOW
+	retEPERM = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+	retNoSys = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	retZero  = unix.SECCOMP_RET_ERRNO
+)
+
+func TestDefaultSeccompProfile(t *testing.T) {
+	caps, err := capSet(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := compileSeccomp("", caps, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []uint64
+		want uint32
+	}{
+		{"read", nil, retAllow},
+		{"execve", nil, retAllow},
+		{"keyctl", nil, retEPERM},
+		{"add_key", nil, retEPERM},
+		{"kexec_load", nil, retEPERM},
+		{"unshare", nil, retEPERM},
+		{"mount", nil, retEPERM},
+		{"chown", nil, retAllow},
+		{"clone", []uint64{uint64(unix.SIGCHLD)}, retAllow},
+		{"clone", []uint64{unix.CLONE_NEWUSER | uint64(unix.SIGCHLD)}, retEPERM},
+		{"clone3", nil, retNoSys},
+		{"socket", []uint64{unix.AF_INET}, retAllow},
+		{"socket", []uint64{unix.AF_UNIX}, retAllow},
+		{"socket", []uint64{unix.AF_VSOCK}, retEPERM},
+		{"personality", []uint64{0}, retAllow},
+		{"personality", []uint64{0x0400000}, retEPERM},
+	} {
+		if got := seccompResult(t, fs, c.name, c.args...); got != c.want {
+			t.Errorf("%s%v: got %#x, want %#x", c.name, c.args, got, c.want)
+		}
+	}
+	info, _ := arch.GetInfo("")
+	if got := seccompRun(t, fs, uint32(info.ID), 1000); got != retNoSys {
+		t.Errorf("syscall 1000: got %#x, want ENOSYS", got)
+	}
+	if got := seccompRun(t, fs, unix.AUDIT_ARCH_I386, 0); got != retEPERM {
+		t.Errorf("another architecture: got %#x, want EPERM", got)
+	}
+
+	// With CAP_SYS_ADMIN, Docker's profile allows mount and unshare.
+	caps, _ = capSet([]string{"SYS_ADMIN"}, nil)
+	fs, err = compileSeccomp("", caps, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"mount", "unshare", "clone3"} {
+		if got := seccompResult(t, fs, name); got != retAllow {
+			t.Errorf("with SYS_ADMIN, %s: got %#x, want allow", name, got)
+		}
+	}
+}
+
+func TestSeccompIDEmulation(t *testing.T) {
+	caps, _ := capSet(nil, nil)
+	fs, err := compileSeccomp("", caps, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint32{"chown": retZero, "fchownat": retZero, "setresuid": retZero,
+		"setgroups": retZero, "capset": retAllow, "read": retAllow, "keyctl": retEPERM} {
+		if got := seccompResult(t, fs, name); got != want {
+			t.Errorf("%s: got %#x, want %#x", name, got, want)
+		}
+	}
+	// A profile that denies chown wins over the emulation.
+	fs, err = compileSeccomp(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chown","mkdir"],"action":"SCMP_ACT_ERRNO"}]}`, caps, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint32{"chown": retEPERM, "mkdir": retEPERM, "fchown": retZero, "keyctl": retAllow} {
+		if got := seccompResult(t, fs, name); got != want {
+			t.Errorf("custom profile, %s: got %#x, want %#x", name, got, want)
+		}
+	}
+	// Unconfined keeps only the emulation.
+	fs, err = compileSeccomp(SeccompUnconfined, caps, true)
+	if err != nil || len(fs) != 1 {
+		t.Fatalf("unconfined with emulation: %d filters, %v", len(fs), err)
+	}
+}
+
+func TestSeccompProfileErrors(t *testing.T) {
+	caps, _ := capSet(nil, nil)
+	for _, p := range []string{
+		`{"defaultAction":`,
+		`{"defaultAction":"SCMP_ACT_BOGUS","syscalls":[]}`,
+		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}`,
+		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":6,"valueTwo":2,"op":"SCMP_CMP_MASKED_EQ"}]}]}`,
+		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":7,"value":1,"op":"SCMP_CMP_EQ"}]}]}`,
+	} {
+		if _, err := compileSeccomp(p, caps, false); err == nil {
+			t.Errorf("%s: compiled, want an error", p)
+		}
+	}
+}
+
+func BenchmarkCompileDefaultSeccomp(b *testing.B) {
+	caps, _ := capSet(nil, nil)
+	for b.Loop() {
+		if _, err := compileSeccomp("", caps, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
