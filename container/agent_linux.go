@@ -338,6 +338,11 @@ func (a *agent) start(rootfs string) (int, error) {
 			init.EtcFiles["/etc/"+f] = p
 		}
 	}
+	if p := filepath.Join(a.spec.Dir, aptSingleIDFile); init.Mapping == "single" {
+		if _, err := os.Stat(p); err == nil {
+			init.AptConf = p
+		}
+	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return 125, err

@@ -95,6 +95,11 @@ func initContainer() error {
 			return fmt.Errorf("mount %s: %w", target, err)
 		}
 	}
+	if spec.AptConf != "" {
+		if err := mountAptConf(root, spec.AptConf); err != nil {
+			return err
+		}
+	}
 	Trace("init", "etc-mounted")
 	if spec.Hostname != "" && !spec.HostNetwork {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
@@ -285,6 +290,32 @@ func maskPaths(root string) error {
 		if err := remountReadOnly(target); err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// With a single id mapped (no subordinate id range) apt cannot drop its
+// downloads to the _apt user: setuid is emulated (see seccomp_linux.go), and
+// apt's check that the ids changed fails. This apt.conf.d file, mounted
+// where the image has apt, keeps apt's sandbox as root, as Charliecloud
+// does for its builds.
+const (
+	aptSingleIDFile = "apt-single-id.conf"
+	aptSingleIDConf = "// roost: this container has a single id (no subordinate id range), so apt\n" +
+		"// cannot switch to the _apt user: its sandbox runs as root.\n" +
+		"APT::Sandbox::User \"root\";\n"
+	aptConfTarget = "/etc/apt/apt.conf.d/zz-roost-single-id"
+)
+
+// mountAptConf mounts conf at aptConfTarget when the image has a real
+// /etc/apt/apt.conf.d directory.
+func mountAptConf(root, conf string) error {
+	fi, err := os.Lstat(filepath.Join(root, "etc/apt/apt.conf.d"))
+	if err != nil || !fi.IsDir() {
+		return nil
+	}
+	if err := bindFile(conf, filepath.Join(root, aptConfTarget), true); err != nil {
+		return fmt.Errorf("mount %s: %w", aptConfTarget, err)
 	}
 	return nil
 }

@@ -431,7 +431,11 @@ func (s *Store) writeEtcFiles(c *Container) error {
 		}
 		resolv = []byte(b.String())
 	}
-	for name, data := range map[string][]byte{"hosts": []byte(hosts.String()), "hostname": []byte(hostname + "\n"), "resolv.conf": resolv} {
+	files := map[string][]byte{"hosts": []byte(hosts.String()), "hostname": []byte(hostname + "\n"), "resolv.conf": resolv}
+	if c.Mapping == "single" {
+		files[aptSingleIDFile] = []byte(aptSingleIDConf)
+	}
+	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(c.Dir, name), data, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}

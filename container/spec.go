@@ -17,7 +17,10 @@ type InitSpec struct {
 	Mounts   []InitMount
 	// EtcFiles maps /etc/hosts, /etc/hostname, /etc/resolv.conf to the host
 	// files bind-mounted over them.
-	EtcFiles        map[string]string
+	EtcFiles map[string]string
+	// AptConf, with a single id mapped, is a host file that init mounts
+	// into /etc/apt/apt.conf.d where the image has that directory.
+	AptConf         string
 	Rlimits         []Ulimit
 	CapAdd, CapDrop []string
 	NoNewPrivileges bool

@@ -706,6 +706,29 @@ func TestStatfs(t *testing.T) {
 	}
 }
 
+// TestFsync: fsync of files and directories, lower and upper, succeeds
+// (dpkg syncs its database's directory and refuses to go on otherwise).
+func TestFsync(t *testing.T) {
+	t.Parallel()
+	tu := mountLayers(t, baseLayer)
+	if err := os.MkdirAll(tu.path("newdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tu.path("newdir/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{".", "usr/lib", "newdir", "newdir/f"} {
+		f, err := os.Open(tu.path(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Errorf("fsync %s: %v", p, err)
+		}
+		f.Close()
+	}
+}
+
 // TestCopyUpLarge copies up a 1 GiB lower file by appending one byte, checks
 // the result's hash, and logs the time next to that of a 64 MiB copy-up, so
 // that a quadratic copy-up shows as a ratio far above 16.

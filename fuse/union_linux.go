@@ -814,6 +814,27 @@ var _ fs.NodeFlusher = (*node)(nil)
 // writable layer over NFS a delayed write error shows at fsync, not close).
 func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno { return syscall.ENOSYS }
 
+var _ fs.NodeFsyncer = (*node)(nil)
+
+// Fsync syncs an open file through its handle. A directory (dpkg syncs
+// them) is synced in the upper layer where it has a copy there; a lower
+// file or directory never changes, so there is nothing to sync.
+func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {
+	if fy, ok := f.(fs.FileFsyncer); ok {
+		return fy.Fsync(ctx, flags)
+	}
+	p, ok := n.path()
+	if !ok || !n.IsDir() {
+		return 0
+	}
+	fd, err := unix.Open(n.u.upper+"/"+p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0 // not in the upper layer
+	}
+	defer unix.Close(fd)
+	return fs.ToErrno(unix.Fsync(fd))
+}
+
 var _ fs.NodeReadlinker = (*node)(nil)
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
