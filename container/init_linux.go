@@ -85,13 +85,24 @@ func initContainer() error {
 			return err
 		}
 	}
+	// Every target under root resolves inside it (secureJoin): a symlink
+	// of the image or of the writable layer cannot send a mount, or the
+	// creation of its target, outside.
 	for _, d := range spec.Devices {
-		if err := bindFile(d.PathOnHost, filepath.Join(root, d.PathInContainer), false); err != nil {
+		target, err := secureJoin(root, d.PathInContainer)
+		if err == nil {
+			err = bindFile(d.PathOnHost, target, false)
+		}
+		if err != nil {
 			return failf(125, "add device %s: %w", d.PathOnHost, err)
 		}
 	}
 	for target, src := range spec.EtcFiles {
-		if err := bindFile(src, filepath.Join(root, target), false); err != nil {
+		p, err := secureJoin(root, target)
+		if err == nil {
+			err = bindFile(src, p, false)
+		}
+		if err != nil {
 			return fmt.Errorf("mount %s: %w", target, err)
 		}
 	}
@@ -197,6 +208,10 @@ func execCommand(args, env []string, tini *os.File) error {
 // mountSystem mounts /proc, /sys, /dev and its friends under root.
 func mountSystem(root string, spec *InitSpec) error {
 	mnt := func(src, target, fstype string, flags uintptr, data string) error {
+		target, err := secureJoin(root, strings.TrimPrefix(target, root))
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", fstype, err)
+		}
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", target, err)
 		}
@@ -209,7 +224,10 @@ func mountSystem(root string, spec *InitSpec) error {
 	if err := mnt("proc", filepath.Join(root, "proc"), "proc", nsd, ""); err != nil {
 		return err
 	}
-	sys := filepath.Join(root, "sys")
+	sys, err := secureJoin(root, "/sys")
+	if err != nil {
+		return fmt.Errorf("mount /sys: %w", err)
+	}
 	if spec.HostNetwork || mnt("sysfs", sys, "sysfs", nsd|unix.MS_RDONLY, "") != nil {
 		if err := mnt("/sys", sys, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return err
@@ -221,7 +239,10 @@ func mountSystem(root string, spec *InitSpec) error {
 	if err := maskPaths(root); err != nil {
 		return err
 	}
-	dev := filepath.Join(root, "dev")
+	dev, err := secureJoin(root, "/dev")
+	if err != nil {
+		return fmt.Errorf("mount /dev: %w", err)
+	}
 	if err := mnt("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
@@ -265,7 +286,10 @@ var (
 // kernel's tunables read-only, as Docker does.
 func maskPaths(root string) error {
 	for _, p := range maskedPaths {
-		target := filepath.Join(root, p)
+		target, err := secureJoin(root, p)
+		if err != nil {
+			return fmt.Errorf("mask %s: %w", p, err)
+		}
 		fi, err := os.Stat(target)
 		if err != nil {
 			continue // not on this kernel
@@ -280,7 +304,10 @@ func maskPaths(root string) error {
 		}
 	}
 	for _, p := range readOnlyPaths {
-		target := filepath.Join(root, p)
+		target, err := secureJoin(root, p)
+		if err != nil {
+			return fmt.Errorf("make %s read-only: %w", p, err)
+		}
 		if _, err := os.Stat(target); err != nil {
 			continue
 		}
@@ -310,11 +337,14 @@ const (
 // mountAptConf mounts conf at aptConfTarget when the image has a real
 // /etc/apt/apt.conf.d directory.
 func mountAptConf(root, conf string) error {
-	fi, err := os.Lstat(filepath.Join(root, "etc/apt/apt.conf.d"))
-	if err != nil || !fi.IsDir() {
+	dir, err := secureJoin(root, filepath.Dir(aptConfTarget))
+	if err != nil {
 		return nil
 	}
-	if err := bindFile(conf, filepath.Join(root, aptConfTarget), true); err != nil {
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return nil
+	}
+	if err := bindFile(conf, filepath.Join(dir, filepath.Base(aptConfTarget)), true); err != nil {
 		return fmt.Errorf("mount %s: %w", aptConfTarget, err)
 	}
 	return nil

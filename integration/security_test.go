@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"archive/tar"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -132,4 +134,93 @@ func TestChownWithoutSubuid(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "Operation not permitted") {
 		t.Errorf("chown under a profile that denies it: %s", r)
 	}
+}
+
+// TestSymlinkEscape: symlinks in the image or the writable layer that point
+// out of the container (absolute, or up with ..) cannot make roost create,
+// mount or write anything outside the container's root: every mount target
+// resolves inside the root, as if the root were /.
+func TestSymlinkEscape(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	// outside stands for the user's ~/.ssh: the container must not reach it.
+	// Each link points at a directory of its own there.
+	outside := e.path("outside")
+	for _, d := range []string{"etc", "proc", "up", "abs", "data", "scratch"} {
+		if err := os.MkdirAll(filepath.Join(outside, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := func(d string) string {
+		return strings.Repeat("../", 20) + strings.TrimPrefix(filepath.Join(outside, d), "/")
+	}
+	es := busyboxEntries(t)
+	for _, a := range []string{"mkdir", "ln", "mv", "grep", "touch", "test", "rm"} {
+		es = append(es, entry{name: "bin/" + a, typ: tar.TypeSymlink, linkname: "busybox"})
+	}
+	var trapped []entry
+	for _, en := range es {
+		if !strings.HasPrefix(en.name, "etc/") {
+			trapped = append(trapped, en)
+		}
+	}
+	trapped = append(trapped,
+		entry{name: "etc", typ: tar.TypeSymlink, linkname: filepath.Join(outside, "etc")}, // /etc/hosts, /etc/resolv.conf, ...
+		entry{name: "proc", typ: tar.TypeSymlink, linkname: up("proc")},
+		entry{name: "mnt/", typ: tar.TypeDir},
+		entry{name: "mnt/up", typ: tar.TypeSymlink, linkname: up("up")},
+		entry{name: "mnt/abs", typ: tar.TypeSymlink, linkname: filepath.Join(outside, "abs")},
+	)
+	writeTar(t, e.path("trap.tar"), trapped)
+	e.importTar(e.path("trap.tar"), "trap")
+	src := e.path("src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "marker"), []byte("inside\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantEmpty := func(when string) {
+		t.Helper()
+		for _, d := range dirList(t, outside) {
+			if names := dirList(t, filepath.Join(outside, d)); len(names) > 0 {
+				t.Errorf("%s: roost wrote outside the container: %s/%s holds %v", when, outside, d, names)
+			}
+		}
+	}
+	// In the container the links resolve to paths inside the root, where
+	// the mounts are; the masked paths stay masked.
+	in := func(d string) string { return filepath.Join(outside, d) }
+	r := e.run("run", "--rm", "-v", src+":/mnt/up/vol", "--mount", "type=bind,src="+src+",dst=/mnt/abs/bind",
+		"--tmpfs", "/mnt/up/tmp", "--device", "/dev/null:/mnt/abs/devnull", "trap", "sh", "-c",
+		"cat "+in("up/vol/marker")+" "+in("abs/bind/marker")+" && test -c "+in("abs/devnull")+" && touch "+in("up/tmp/t")+
+			" && grep -q localhost "+in("etc/hosts")+" && test -f /proc/self/status && test ! -s /proc/kcore && echo ok")
+	if r.code != 0 || r.stdout != "inside\ninside\nok\n" {
+		t.Errorf("mounts at symlinked targets: %s", r)
+	}
+	wantEmpty("run with -v, --mount, --tmpfs and --device at symlinked targets")
+
+	// Links the container itself makes in its writable layer, met when the
+	// container starts again.
+	e.ok("create", "--name", "again", "-v", src+":/data/sub/vol", "--tmpfs", "/scratch/sub", busyboxImage(t, e, "bb"), "sh", "-c",
+		"test -L /data && exit 0; mv /data /data.old && ln -s "+in("data")+" /data && mv /scratch /scratch.old && ln -s "+up("scratch")+" /scratch")
+	e.ok("start", "-a", "again")
+	if out := e.ok("start", "-a", "again"); out != "" {
+		t.Errorf("second start: %q", out)
+	}
+	wantEmpty("a restart over links made in the writable layer")
+	e.ok("rm", "-f", "again")
+}
+
+func dirList(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
 }
