@@ -239,6 +239,9 @@ func openStore(c *cli.Context) (*layers.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.Reserve, err = layers.ParseReserve(e.cfg.MinFreeSpace); err != nil {
+		return nil, fmt.Errorf("config: key min_free_space: %w", err)
+	}
 	s.InUse = func(id v1.Hash) []string {
 		cs, err := container.OpenStore(e.cfg.Root, e.cfg.RunRoot)
 		if err != nil {

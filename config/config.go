@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/roost-containers/roost/layers"
 )
 
 // Config is roost's configuration.
@@ -24,6 +25,10 @@ type Config struct {
 	Root string `toml:"root"`
 	// RunRoot holds sockets, pid files and locks.
 	RunRoot string `toml:"runroot"`
+	// MinFreeSpace is the room pull, load and import leave free on the
+	// storage root's filesystem: a size ("2GiB"), a share ("5%"), "0" for
+	// none; empty is 5% of the filesystem, at most 1 GiB.
+	MinFreeSpace string `toml:"min_free_space"`
 	// Network holds networking defaults.
 	Network Network `toml:"network"`
 	// Registries holds registry settings.
@@ -146,6 +151,9 @@ func (c Config) validate() error {
 	}
 	if !filepath.IsAbs(c.RunRoot) {
 		return fmt.Errorf("key runroot: %q must be an absolute path", c.RunRoot)
+	}
+	if _, err := layers.ParseReserve(c.MinFreeSpace); err != nil {
+		return fmt.Errorf("key min_free_space: %w", err)
 	}
 	return nil
 }

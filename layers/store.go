@@ -35,6 +35,9 @@ type Store struct {
 	// InUse, when set, names the containers that use an image; images in
 	// use are removed only with force, and then only untagged.
 	InUse func(id v1.Hash) []string
+	// Reserve is the room kept free on the store's filesystem: layers
+	// that would eat into it are refused while they stream in.
+	Reserve Reserve
 }
 
 // Open returns the store at root, creating its directories when missing.
@@ -213,7 +216,8 @@ func (s *Store) PutLayer(r io.Reader) (v1.Hash, int64, error) {
 	}
 	h := sha256.New()
 	// Tar headers and small files arrive in small reads: batch the writes.
-	bw := bufio.NewWriterSize(f, 1<<20)
+	guard := &spaceGuard{w: f, dir: dir, reserve: s.Reserve}
+	bw := bufio.NewWriterSize(guard, 1<<20)
 	cw := &countingWriter{w: io.MultiWriter(bw, h)}
 	idx, err := indexTar(io.TeeReader(r, cw))
 	if err == nil {
@@ -221,6 +225,12 @@ func (s *Store) PutLayer(r io.Reader) (v1.Hash, int64, error) {
 	}
 	if err != nil {
 		f.Close()
+		if guard.err != nil {
+			return v1.Hash{}, 0, fmt.Errorf("store layer: %w", guard.err)
+		}
+		if errors.Is(err, unix.ENOSPC) {
+			return v1.Hash{}, 0, fmt.Errorf("store layer: %w", unix.ENOSPC)
+		}
 		return v1.Hash{}, 0, err
 	}
 	if err := closeSynced(f); err != nil {
