@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	units "github.com/docker/go-units"
 	"golang.org/x/sys/unix"
@@ -38,8 +39,8 @@ func ParseReserve(s string) (Reserve, error) {
 	case s == "0":
 		return Reserve{Off: true}, nil
 	case s[len(s)-1] == '%':
-		var p float64
-		if _, err := fmt.Sscanf(s[:len(s)-1], "%g", &p); err != nil || p <= 0 || p >= 100 {
+		p, err := strconv.ParseFloat(s[:len(s)-1], 64)
+		if err != nil || p <= 0 || p >= 100 {
 			return Reserve{}, fmt.Errorf("%q: want a size such as 1GiB or a share such as 5%%", s)
 		}
 		return Reserve{Percent: p}, nil
