@@ -174,3 +174,92 @@ func writeSpecialTar(t *testing.T, p string, es []entry) {
 		t.Fatal(err)
 	}
 }
+
+// TestDiskFull: with the storage root on a small filesystem (.ci/run mounts
+// a 96 MiB tmpfs of the user's own and names it in ROOST_TEST_SMALLFS),
+// import and load of too much, and a container writing until the disk is
+// full, fail with one clear line; afterwards the store is consistent: the
+// earlier image is listed and runs, and prune works.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	small := os.Getenv("ROOST_TEST_SMALLFS")
+	if small == "" {
+		t.Fatal("ROOST_TEST_SMALLFS is not set: it names a small filesystem (64-128 MiB) the test user owns; .ci/run mounts a tmpfs for it (as root: mount -t tmpfs -o size=96m,uid=USER tmpfs DIR)")
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(small, &st); err != nil {
+		t.Fatalf("ROOST_TEST_SMALLFS=%s: %v", small, err)
+	}
+	if size := int64(st.Blocks) * st.Bsize; size > 256<<20 {
+		t.Fatalf("ROOST_TEST_SMALLFS=%s is %d MiB; the test wants a small one (64-128 MiB)", small, size>>20)
+	}
+	root, err := os.MkdirTemp(small, "store-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	e := newRoost(t)
+	e.Root = root
+	img := runImage(t, e)
+
+	// A layer larger than the filesystem, as a small gzip.
+	big := e.path("big.tar.gz")
+	writeZeroBomb(t, big, 256<<20)
+	before := e.snapshot()
+	msg := e.fails("import", big, "big:1")
+	if !strings.Contains(msg, "free space") {
+		t.Errorf("import of 256 MiB into %d MiB: %q", (int64(st.Blocks)*st.Bsize)>>20, msg)
+	}
+	e.wantUnchanged(before)
+	// With no room kept free the filesystem itself fills: still one line.
+	cfg := filepath.Join(e.ConfigHome, "roost", "config.toml")
+	if err := os.MkdirAll(filepath.Dir(cfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte("min_free_space = \"0\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg = e.fails("import", big, "big:1")
+	if !strings.Contains(msg, "no space left on device") {
+		t.Errorf("import into a full filesystem: %q", msg)
+	}
+	e.wantUnchanged(before)
+	if err := os.Remove(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// load of an archive too large: made in a store of its own elsewhere.
+	other := newRoost(t)
+	other.importTar(big, "big:1")
+	other.ok("save", "-o", e.path("big-archive.tar"), "big:1")
+	msg = e.fails("load", "-i", e.path("big-archive.tar"))
+	if !strings.Contains(msg, "free space") {
+		t.Errorf("load of a 256 MiB image: %q", msg)
+	}
+	e.wantUnchanged(before)
+
+	// A container that writes until the disk is full gets ENOSPC.
+	r := e.run("run", "--name", "filler", img, "sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=200")
+	if r.code == 0 || !strings.Contains(r.stderr, "No space left on device") {
+		t.Errorf("a container writing 200 MiB into %d MiB: %s", (int64(st.Blocks)*st.Bsize)>>20, r)
+	}
+	// With the disk full, roost fails with one line or works.
+	if r := e.run("import", e.path("runimage.tar"), "again:1"); r.code != 0 {
+		e.wantOneLineError(r)
+	}
+	if r := e.run("run", "--rm", img, "true"); r.code != 0 {
+		e.wantOneLineError(r)
+	}
+	// Once the container is gone the store works as before.
+	e.ok("rm", "-f", "filler")
+	if out := e.ok("images", "--format", "{{.Repository}}"); !strings.Contains(out, "busybox") {
+		t.Errorf("images after the disk was full: %q", out)
+	}
+	if out := e.ok("run", "--rm", img, "cat", "/etc/os-release"); !strings.Contains(out, "roosttest") {
+		t.Errorf("the earlier image after the disk was full: %q", out)
+	}
+	e.ok("image", "prune", "-f")
+	e.ok("system", "prune", "-f")
+	if n := dirList(t, filepath.Join(e.Root, "tmp")); len(n) > 0 {
+		t.Errorf("left in the store's tmp after prune: %v", n)
+	}
+}

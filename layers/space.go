@@ -68,45 +68,45 @@ func (r Reserve) of(total int64) int64 {
 	return min(total/20, defaultReserve)
 }
 
-// spaceCheckEvery is how many bytes a guarded write lets through between
-// two looks at the free space.
-const spaceCheckEvery = 8 << 20
-
-// spaceGuard passes writes through to w and fails them with ErrNoSpace once
-// the filesystem at dir has less than its reserve free.
+// spaceGuard passes writes through to w and fails them with ErrNoSpace
+// before they would leave the filesystem at dir with less than its reserve
+// free. It looks at the free space again once half of what was above the
+// reserve at the last look is written: rarely on a roomy disk, at every
+// write close to the reserve.
 type spaceGuard struct {
 	w       io.Writer
 	dir     string
 	reserve Reserve
-	since   int64 // bytes written since the last look
+	budget  int64 // bytes that may be written before the next look
 	err     error // the ErrNoSpace it failed with
 }
 
 func (g *spaceGuard) Write(p []byte) (int, error) {
-	if g.since += int64(len(p)); g.since >= spaceCheckEvery {
-		g.since = 0
-		if g.err = checkFree(g.dir, g.reserve); g.err != nil {
-			return 0, g.err
+	if !g.reserve.Off {
+		if g.budget -= int64(len(p)); g.budget < 0 {
+			var above int64
+			if above, g.err = checkFree(g.dir, g.reserve, int64(len(p))); g.err != nil {
+				return 0, g.err
+			}
+			g.budget = above / 2
 		}
 	}
 	return g.w.Write(p)
 }
 
-// checkFree fails with ErrNoSpace when the filesystem at dir has less than
-// the reserve free.
-func checkFree(dir string, r Reserve) error {
-	if r.Off {
-		return nil
-	}
+// checkFree fails with ErrNoSpace when writing n more bytes would leave
+// the filesystem at dir with less than the reserve free; it returns how much
+// would still be free above the reserve.
+func checkFree(dir string, r Reserve, n int64) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
-		return nil // cannot tell: the write itself will say
+		return 0, nil // cannot tell: the write itself will say
 	}
 	free := int64(st.Bavail) * st.Bsize
 	want := r.of(int64(st.Blocks) * st.Bsize)
-	if free < want {
-		return fmt.Errorf("%w: %s left on the store's filesystem, which keeps %s free (config key min_free_space): a decompression bomb, or free some space (roost image prune)",
-			ErrNoSpace, units.BytesSize(float64(free)), units.BytesSize(float64(want)))
+	if free-n < want {
+		return 0, fmt.Errorf("%w: the layer would leave less than the %s the store keeps free on its filesystem (%s free; config key min_free_space): a decompression bomb, or free some space (roost image prune)",
+			ErrNoSpace, units.BytesSize(float64(want)), units.BytesSize(float64(free)))
 	}
-	return nil
+	return free - n - want, nil
 }
