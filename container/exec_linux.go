@@ -94,6 +94,15 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	var stdinW io.WriteCloser
 	var outR, errR *os.File
 	var syncW *os.File
+	// The session's own ends of its pipes and console: closed when it
+	// ends, not left to the garbage collector (a long-lived container's
+	// agent serves many execs).
+	var own []io.Closer
+	defer func() {
+		for _, c := range own {
+			c.Close()
+		}
+	}()
 	if spec.NestedUID >= 0 {
 		// The Go runtime would write the maps through /proc as the thread
 		// sees it, the container's: the agent writes them itself after the
@@ -133,6 +142,7 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 			}
 			cmd.Stdin, stdinW = r, w
 			closeAfterStart = append(closeAfterStart, r)
+			own = append(own, w)
 		}
 		var outW, errW *os.File
 		if outR, outW, err = os.Pipe(); err != nil {
@@ -145,8 +155,12 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 		}
 		cmd.Stdout, cmd.Stderr = outW, errW
 		closeAfterStart = append(closeAfterStart, outW, errW)
+		own = append(own, outR, errR)
 	} else {
 		spec.Tty = false
+	}
+	for _, f := range append([]*os.File{specR, specW, statusR, statusW}, closeAfterStart...) {
+		own = append(own, f)
 	}
 	if err := startInNamespaces(cmd, pid); err != nil {
 		fail(err)
@@ -171,6 +185,9 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	if consoleParent != nil {
 		console = recvConsole(consoleParent)
 		consoleParent.Close()
+		if console != nil {
+			own = append(own, console)
+		}
 	}
 	var ee ExecError
 	if err := json.NewDecoder(statusR).Decode(&ee); err == nil {
