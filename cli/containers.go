@@ -63,7 +63,7 @@ func createFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "read-only", Usage: "mount the container's root filesystem as read only"},
 		&cli.StringFlag{Name: "restart", Value: "no", Usage: "restart policy to apply when a container exits"},
 		&cli.BoolFlag{Name: "rm", Usage: "automatically remove the container when it exits"},
-		&cli.StringSliceFlag{Name: "security-opt", Usage: "security options (no-new-privileges)"},
+		&cli.StringSliceFlag{Name: "security-opt", Usage: "security options: no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"},
 		&cli.StringFlag{Name: "stop-signal", Usage: "signal to stop the container"},
 		&cli.IntFlag{Name: "stop-timeout", Value: -1, Usage: "timeout (in seconds) to stop a container"},
 		&cli.StringSliceFlag{Name: "tmpfs", Usage: "mount a tmpfs directory"},
