@@ -102,8 +102,8 @@ func checkFree(dir string, r Reserve, n int64) (int64, error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, nil // cannot tell: the write itself will say
 	}
-	free := int64(st.Bavail) * st.Bsize
-	want := r.of(int64(st.Blocks) * st.Bsize)
+	free := int64(st.Bavail) * int64(st.Bsize)
+	want := r.of(int64(st.Blocks) * int64(st.Bsize))
 	if free-n < want {
 		return 0, fmt.Errorf("%w: the layer would leave less than the %s the store keeps free on its filesystem (%s free; config key min_free_space): a decompression bomb, or free some space (roost image prune)",
 			ErrNoSpace, units.BytesSize(float64(want)), units.BytesSize(float64(free)))
