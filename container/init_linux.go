@@ -324,8 +324,8 @@ func maskPaths(root string) error {
 // With a single id mapped (no subordinate id range) apt cannot drop its
 // downloads to the _apt user: setuid is emulated (see seccomp_linux.go), and
 // apt's check that the ids changed fails. This apt.conf.d file, mounted
-// where the image has apt, keeps apt's sandbox as root, as Charliecloud
-// does for its builds.
+// (read-only) where the image has apt, keeps apt's sandbox as root. Its
+// mount point is an empty file in the writable layer.
 const (
 	aptSingleIDFile = "apt-single-id.conf"
 	aptSingleIDConf = "// roost: this container has a single id (no subordinate id range), so apt\n" +
@@ -556,8 +556,8 @@ func pivot(root string) error {
 
 // becomeUser turns this process into the container's user: seccomp filters
 // loaded, capabilities limited, ids switched, no_new_privs when asked. It
-// returns the command's
-// environment, with HOME from /etc/passwd when the image sets none.
+// returns the command's environment, with HOME from /etc/passwd when the
+// image sets none.
 func becomeUser(spec *InitSpec) ([]string, error) {
 	u, err := resolveUser(spec)
 	if err != nil {
