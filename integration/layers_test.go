@@ -177,8 +177,8 @@ func writeSpecialTar(t *testing.T, p string, es []entry) {
 
 // TestDiskFull: with the storage root on a small filesystem (.ci/run mounts
 // a 96 MiB tmpfs of the user's own and names it in ROOST_TEST_SMALLFS),
-// import and load of too much, and a container writing until the disk is
-// full, fail with one clear line; afterwards the store is consistent: the
+// import, load and pull of too much, and a container writing until the
+// disk is full, fail with one clear line; afterwards the store is consistent: the
 // earlier image is listed and runs, and prune works.
 func TestDiskFull(t *testing.T) {
 	t.Parallel()
@@ -234,6 +234,15 @@ func TestDiskFull(t *testing.T) {
 	msg = e.fails("load", "-i", e.path("big-archive.tar"))
 	if !strings.Contains(msg, "free space") {
 		t.Errorf("load of a 256 MiB image: %q", msg)
+	}
+	e.wantUnchanged(before)
+	// pull of an image too large.
+	reg := startRegistry(t, "")
+	other.ok("tag", "big:1", reg.Host+"/test/big:1")
+	other.ok("push", reg.Host+"/test/big:1")
+	msg = e.fails("pull", reg.Host+"/test/big:1")
+	if !strings.Contains(msg, "free space") {
+		t.Errorf("pull of a 256 MiB image: %q", msg)
 	}
 	e.wantUnchanged(before)
 
