@@ -210,6 +210,37 @@ func TestSymlinkEscape(t *testing.T) {
 	}
 	wantEmpty("a restart over links made in the writable layer")
 	e.ok("rm", "-f", "again")
+
+	// import of a directory keeps a link out of it a link: the file it
+	// points at is not read into the image.
+	secret := filepath.Join(outside, "abs", "id_ed25519")
+	if err := os.WriteFile(secret, []byte("SECRET\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(secret)
+	dir := e.path("importdir")
+	for _, en := range busyboxEntries(t) {
+		if en.typ == tar.TypeSymlink || en.typ == tar.TypeDir || strings.HasSuffix(en.name, "/") {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(en.name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, en.name), []byte(en.body), os.FileMode(en.mode)|0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("busybox", filepath.Join(dir, "bin", "sh")); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("import", dir, "fromdir:1")
+	r = e.run("run", "--rm", "fromdir:1", "/bin/busybox", "sh", "-c", "/bin/busybox readlink /key; /bin/busybox cat /key")
+	if r.stdout != secret+"\n" || strings.Contains(r.stdout+r.stderr, "SECRET") {
+		t.Errorf("a link out of an imported directory: %s", r)
+	}
 }
 
 func dirList(t *testing.T, dir string) []string {
