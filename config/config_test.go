@@ -21,6 +21,7 @@ func write(t *testing.T, s string) string {
 func TestLoad(t *testing.T) {
 	p := write(t, `root = "/srv/roost"
 runroot = "/run/r"
+min_free_space = "10%"
 [network]
 default = "none"
 [registries]
@@ -32,9 +33,10 @@ mirrors = { "docker.io" = ["https://mirror.example"] }
 		t.Fatal(err)
 	}
 	want := Config{
-		Root:    "/srv/roost",
-		RunRoot: "/run/r",
-		Network: Network{Default: "none"},
+		Root:         "/srv/roost",
+		RunRoot:      "/run/r",
+		MinFreeSpace: "10%",
+		Network:      Network{Default: "none"},
 		Registries: Registries{
 			Insecure: []string{"localhost:5000"},
 			Mirrors:  map[string][]string{"docker.io": {"https://mirror.example"}},
@@ -57,6 +59,7 @@ func TestLoadErrors(t *testing.T) {
 		{"wrong type", "[registries]\ninsecure = \"localhost\"\n", []string{":2:", "insecure"}},
 		{"bad network", "[network]\ndefault = \"bridge\"\n", []string{"network.default", "bridge"}},
 		{"relative root", "root = \"data\"\n", []string{"root", "absolute"}},
+		{"bad min_free_space", "min_free_space = \"lots\"\n", []string{"min_free_space", "lots"}},
 		{"syntax", "root = \n", []string{":1:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
