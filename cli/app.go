@@ -174,6 +174,11 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			},
 			volumeCommand(),
 			{
+				Name:        "builder",
+				Usage:       "Manage builds",
+				Subcommands: []*cli.Command{buildCommand(), builderPruneCommand()},
+			},
+			{
 				Name:  "system",
 				Usage: "Manage roost",
 				Subcommands: []*cli.Command{
@@ -197,10 +202,6 @@ func planned(name, usage, issue string) *cli.Command {
 			return cli.Exit(fmt.Sprintf("%s is not implemented yet: it is planned (%s); see README.md for what works today", c.Command.FullName(), issue), ExitRoost)
 		},
 	}
-}
-
-func buildCommand() *cli.Command {
-	return planned("build", "Build an image from a Dockerfile", "the build issue")
 }
 
 // env is what every command gets from the global flags and the config file.
