@@ -217,14 +217,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := os.MkdirAll(o.Images.CacheDir(), 0o700); err != nil {
-		return nil, fmt.Errorf("create build cache: %w", err)
-	}
 	abs, _ := filepath.Abs(o.ContextDir)
 	if b.bctx, err = openContext(o.ContextDir, filepath.Join(o.Images.CacheDir(), "context-"+hexSum([]byte(abs))[:16]+".memo")); err != nil {
 		return nil, &Error{File: b.file, Err: err}
 	}
-	defer b.bctx.saveMemo()
 	tmp, release, err := o.Images.MkdirTemp("build-")
 	if err != nil {
 		return nil, err
@@ -247,7 +243,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		sort.Strings(unused)
 		fmt.Fprintf(b.o.ErrOut, "WARNING: one or more build args were not consumed: %s\n", strings.Join(unused, ", "))
 	}
-	return b.commit(b.stages[len(b.stages)-1])
+	res, err := b.commit(b.stages[len(b.stages)-1])
+	if err == nil {
+		b.bctx.saveMemo()
+	}
+	return res, err
 }
 
 var lineRE = regexp.MustCompile(`^dockerfile parse error on line (\d+): `)

@@ -66,6 +66,9 @@ func (c *buildContext) saveMemo() {
 	if !c.memoDirty || c.memoFile == "" {
 		return
 	}
+	if err := os.MkdirAll(filepath.Dir(c.memoFile), 0o700); err != nil {
+		return
+	}
 	f, err := os.CreateTemp(filepath.Dir(c.memoFile), ".memo-")
 	if err != nil {
 		return

@@ -27,7 +27,7 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 	}
 	argv := b.withShell(st, c.ShellDependantCmdLine)
 	createdBy := "RUN " + strings.Join(argv, " ") + " # buildkit"
-	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config)
+	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config) + "\x00network " + b.o.Network
 	return b.commitStep(st, payload, createdBy, func(cf *v1.ConfigFile) (*v1.Hash, error) {
 		return b.runContainer(st, argv)
 	})

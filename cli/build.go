@@ -98,9 +98,11 @@ func buildCommand() *cli.Command {
 				}
 				return is.Resolve(ref)
 			}
-			if err := buildInput(c, is, &o); err != nil {
+			release, err := buildInput(c, is, &o)
+			if err != nil {
 				return cli.Exit(oneLine(err), ExitRoost)
 			}
+			defer release()
 			res, err := builder.Build(c.Context, o)
 			if err != nil {
 				var be *builder.Error
@@ -128,62 +130,69 @@ func buildCommand() *cli.Command {
 // arguments: a directory, or "-" for a tar archive (or a lone Dockerfile)
 // on stdin, which it unpacks into a scratch directory of the store that
 // goes when the process ends.
-func buildInput(c *cli.Context, is *layers.Store, o *builder.Options) error {
+func buildInput(c *cli.Context, is *layers.Store, o *builder.Options) (release func(), err error) {
+	release = func() {}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	file := c.String("file")
 	if file == "-" {
 		if o.ContextDir == "-" {
-			return errors.New("build: the Dockerfile and the context cannot both come from stdin")
+			return release, errors.New("build: the Dockerfile and the context cannot both come from stdin")
 		}
 		b, err := io.ReadAll(c.App.Reader)
 		if err != nil {
-			return fmt.Errorf("read the Dockerfile from stdin: %w", err)
+			return release, fmt.Errorf("read the Dockerfile from stdin: %w", err)
 		}
 		o.DockerfileData, o.Dockerfile = b, "Dockerfile"
 	}
 	if o.ContextDir != "-" {
 		fi, err := os.Stat(o.ContextDir)
 		if err != nil || !fi.IsDir() {
-			return fmt.Errorf("build: the context %s is not a directory", o.ContextDir)
+			return release, fmt.Errorf("build: the context %s is not a directory", o.ContextDir)
 		}
 		if file != "" && file != "-" {
 			o.Dockerfile = file
 		}
-		return nil
+		return release, nil
 	}
-	dir, _, err := is.MkdirTemp("context-")
+	dir, rel, err := is.MkdirTemp("context-")
 	if err != nil {
-		return err
+		return release, err
 	}
+	release = rel
 	o.ContextDir = filepath.Join(dir, "context")
 	if err := os.Mkdir(o.ContextDir, 0o755); err != nil {
-		return err
+		return release, err
 	}
 	input := filepath.Join(dir, "stdin")
 	f, err := os.Create(input)
 	if err != nil {
-		return err
+		return release, err
 	}
 	_, err = io.Copy(f, c.App.Reader)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("read the build context from stdin: %w", err)
+		return release, fmt.Errorf("read the build context from stdin: %w", err)
 	}
 	isTar, err := extractContext(input, o.ContextDir)
 	if err != nil {
-		return err
+		return release, err
 	}
 	if !isTar {
 		b, err := os.ReadFile(input)
 		if err != nil {
-			return err
+			return release, err
 		}
 		o.DockerfileData, o.Dockerfile = b, "Dockerfile"
 	} else if file != "" {
 		o.Dockerfile = filepath.Join(o.ContextDir, filepath.Clean("/"+file))
 	}
-	return nil
+	return release, nil
 }
 
 // extractContext unpacks the tar (plain or compressed) at p into dir and
