@@ -700,3 +700,49 @@ func TestBuildBadInput(t *testing.T) {
 		}
 	})
 }
+
+// TestBuildRegistry: FROM an image by digest pulls it; the built image
+// pushes, and pulls and runs in another store; --pull pulls again.
+func TestBuildRegistry(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t, "")
+	e := newRoost(t)
+	img := runImage(t, e)
+	base := reg.Host + "/test/busybox:1"
+	e.ok("tag", img, base)
+	digest := pushedDigest(t, e.ok("push", base))
+
+	e2 := newRoost(t)
+	ctx := buildContext(t, e2, "ctx", map[string]string{"Dockerfile": "FROM " + reg.Host + "/test/busybox@" + digest + "\nRUN echo layered > /l\nCMD [\"cat\", \"/l\"]\n"})
+	app := reg.Host + "/test/app:1"
+	if r := e2.run("build", "-t", app, ctx); r.code != 0 || !strings.Contains(r.stderr, "Pulling from test/busybox") {
+		t.Fatalf("build FROM a digest that is not here: want a pull, got %s", r)
+	}
+	if r := e2.run("build", "--pull", "-t", app, ctx); r.code != 0 || !strings.Contains(r.stderr, digest) {
+		t.Errorf("build --pull: want the base pulled again, got %s", r)
+	}
+	e2.ok("push", app)
+	e3 := newRoost(t)
+	if got := e3.ok("run", "--rm", app); got != "layered\n" {
+		t.Errorf("the pushed image printed %q", got)
+	}
+}
+
+// TestBuildProxyArgs: the predefined proxy args reach RUN without an ARG,
+// and stay out of the image.
+func TestBuildProxyArgs(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	runImage(t, e)
+	ctx := buildContext(t, e, "ctx", map[string]string{"Dockerfile": "FROM busybox\nRUN echo \"proxy=$HTTP_PROXY\" > /p\n"})
+	e.ok("build", "-t", "img", "--build-arg", "HTTP_PROXY=http://proxy.example:3128", ctx)
+	if got := e.runOut("img", "cat /p"); got != "proxy=http://proxy.example:3128\n" {
+		t.Errorf("RUN saw %q", got)
+	}
+	if c := e.builtConfig("img"); hasEnv(c.Env, "HTTP_PROXY=http://proxy.example:3128") {
+		t.Errorf("the proxy arg is in the image's Env: %q", c.Env)
+	}
+	if hist := e.ok("history", "--no-trunc", "img"); strings.Contains(hist, "proxy.example") {
+		t.Errorf("the proxy arg is in the history:\n%s", hist)
+	}
+}
