@@ -208,8 +208,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			return nil, &Error{File: b.file, Err: fmt.Errorf("target stage %q could not be found", o.Target)}
 		}
 	}
-	for _, s := range stages[:target+1] {
-		b.total += 1 + len(s.Commands)
+	needed := b.neededStages(stages, target)
+	for i, s := range stages[:target+1] {
+		if needed[i] {
+			b.total += 1 + len(s.Commands)
+		}
 	}
 
 	unlock, err := o.Images.Writing()
@@ -229,6 +232,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	b.tmpDir = tmp
 
 	for i := range stages[:target+1] {
+		if !needed[i] {
+			b.stages = append(b.stages, nil) // keeps stage numbers right
+			continue
+		}
 		if err := b.buildStage(&stages[i]); err != nil {
 			return nil, err
 		}
@@ -391,10 +398,52 @@ func (b *build) buildStage(s *instructions.Stage) error {
 	return nil
 }
 
+// neededStages marks the target and the stages it builds on or copies
+// from; as buildkit, only those are built.
+func (b *build) neededStages(stages []instructions.Stage, target int) []bool {
+	needed := make([]bool, len(stages))
+	metaEnv := shell.EnvsFromSlice(envOf(b.meta))
+	index := func(name string, before int) int {
+		for j := before - 1; j >= 0; j-- {
+			if stages[j].Name != "" && strings.EqualFold(stages[j].Name, name) {
+				return j
+			}
+		}
+		if j, err := strconv.Atoi(name); err == nil && j >= 0 && j < before {
+			return j
+		}
+		return -1
+	}
+	var mark func(i int)
+	mark = func(i int) {
+		if needed[i] {
+			return
+		}
+		needed[i] = true
+		refs := []string{stages[i].BaseName}
+		for _, c := range stages[i].Commands {
+			if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
+				refs = append(refs, cp.From)
+			}
+		}
+		for _, r := range refs {
+			name, _, err := b.lex.ProcessWord(r, metaEnv)
+			if err != nil {
+				name = r
+			}
+			if j := index(name, i); j >= 0 {
+				mark(j)
+			}
+		}
+	}
+	mark(target)
+	return needed
+}
+
 // stageNamed is the earlier stage called n (by name or index), or nil.
 func (b *build) stageNamed(n string) *stageState {
 	for _, st := range b.stages {
-		if st.name != "" && strings.EqualFold(st.name, n) {
+		if st != nil && st.name != "" && strings.EqualFold(st.name, n) {
 			return st
 		}
 	}

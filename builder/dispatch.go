@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"github.com/roost-containers/roost/container"
 )
@@ -190,7 +191,11 @@ func (b *build) withShell(st *stageState, c instructions.ShellDependantCmdLine) 
 	if len(c.Files) > 0 {
 		if len(c.Files) == 1 && isHeredocOnly(c.CmdLine, c.Files[0].Name) {
 			script = c.Files[0].Data
+			if c.Files[0].Chomp {
+				script = parser.ChompHeredocContent(script)
+			}
 		} else {
+			// The shell reads the heredocs itself (<<- included).
 			var sb strings.Builder
 			sb.WriteString(script)
 			for _, f := range c.Files {
