@@ -373,6 +373,25 @@ RUN echo "tag=$TAG" > /tag
 			},
 		},
 		{
+			name: "USER applies to RUN",
+			files: map[string]string{"Dockerfile": `FROM busybox
+USER www-data
+RUN id -u > /tmp/uid && id -g >> /tmp/uid
+USER root
+RUN id -u >> /tmp/uid
+`},
+			check: func(t *testing.T, e *roostEnv, out string) {
+				if got := e.runOut("img", "cat /tmp/uid"); got != "33\n33\n0\n" {
+					t.Errorf("RUN ran as %q, want 33 33 then 0", got)
+				}
+				// Without a subuid range the file a non-root USER made is
+				// recorded as root's until roost emulates chown there.
+				if os.Getenv("ROOST_TEST_SUBID") == "range" {
+					e.wantOwners("img", map[string]string{"tmp/uid": "33:33 644"})
+				}
+			},
+		},
+		{
 			name: "RUN owners: files root made are root's in the layer, and deletions are whiteouts",
 			files: map[string]string{"Dockerfile": `FROM busybox
 RUN mkdir /made && echo x > /made/f && rm /etc/os-release
