@@ -768,3 +768,54 @@ func TestBuildProxyArgs(t *testing.T) {
 		t.Errorf("the proxy arg is in the history:\n%s", hist)
 	}
 }
+
+// TestBuildThenPodmanRun: a built image, saved, loads into Podman with the
+// same ID, config and layers, and runs there as under roost.
+func TestBuildThenPodmanRun(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	p := newPodman(t, e)
+	busyboxImage(t, e, "busybox") // every file root's: Podman without a subuid range loads it
+	ctx := buildContext(t, e, "ctx", map[string]string{
+		"Dockerfile": `FROM busybox
+ENV GREETING=hello
+WORKDIR /app
+COPY msg .
+RUN echo "$GREETING from RUN" >> msg && busybox rm /etc/os-release
+EXPOSE 8080
+LABEL built=by-roost
+ENTRYPOINT ["cat"]
+CMD ["/app/msg"]
+`,
+		"msg": "from COPY\n",
+	})
+	id := strings.TrimSpace(e.ok("build", "-q", "-t", "roosttest/built:1", ctx))
+	want := "from COPY\nhello from RUN\n"
+	if got := e.ok("run", "--rm", "roosttest/built:1"); got != want {
+		t.Fatalf("roost run printed %q, want %q", got, want)
+	}
+	archive := e.path("built.tar")
+	e.ok("save", "-o", archive, "roosttest/built:1")
+	ref := loadedName(p.ok("load", "-i", archive))
+	pi := p.inspect(ref)
+	ri := e.inspect("roosttest/built:1")
+	if pi.ID != strings.TrimPrefix(id, "sha256:") {
+		t.Errorf("podman sees image ID %s, roost built %s", pi.ID, id)
+	}
+	if d := cmp.Diff(ri.Config, pi.Config); d != "" {
+		t.Errorf("Config (-roost +podman):\n%s", d)
+	}
+	if d := cmp.Diff(ri.RootFS.Layers, pi.RootFS.Layers); d != "" {
+		t.Errorf("RootFS.Layers (-roost +podman):\n%s", d)
+	}
+	got := ""
+	for try := 0; try < 3 && got == ""; try++ { // podman now and then loses a quick container's output
+		got = p.ok("run", "--rm", "--network", "none", ref)
+	}
+	if got != want {
+		t.Errorf("podman run printed %q, want %q", got, want)
+	}
+	if got := p.ok("run", "--rm", "--network", "none", "--entrypoint", "sh", ref, "-c", "test -e /etc/os-release && echo present || echo deleted"); got != "deleted\n" {
+		t.Errorf("the RUN's deletion under podman: %q", got)
+	}
+}
