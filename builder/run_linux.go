@@ -5,6 +5,7 @@ package builder
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +25,9 @@ import (
 func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 	if len(c.FlagsUsed) > 0 {
 		return fmt.Errorf("RUN --%s %w", c.FlagsUsed[0], errUnsupportedFlag)
+	}
+	if b.o.Containers == nil {
+		return errors.New("RUN needs a container store")
 	}
 	argv := b.withShell(st, c.ShellDependantCmdLine)
 	createdBy := "RUN " + strings.Join(argv, " ") + " # buildkit"
