@@ -92,7 +92,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			attachCommand(),
 			buildCommand(),
-			planned("commit", "Create a new image from a container's changes", "the runtime issue"),
+			commitCommand(),
 			planned("cp", "Copy files between a container and the host", "the runtime issue"),
 			createCommand(),
 			planned("diff", "Show changes to a container's filesystem", "the runtime issue"),
@@ -151,6 +151,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				Usage: "Manage containers",
 				Subcommands: []*cli.Command{
 					attachCommand(),
+					commitCommand(),
 					createCommand(),
 					execCommand(),
 					inspectContainerCommand(),

@@ -274,3 +274,54 @@ func builderPruneCommand() *cli.Command {
 		},
 	}
 }
+
+func commitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "commit",
+		Usage:     "Create a new image from a container's changes",
+		ArgsUsage: "CONTAINER [REPOSITORY[:TAG]]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "author", Aliases: []string{"a"}, Usage: "author (e.g., \"John Hannibal Smith <hannibal@a-team.com>\")"},
+			&cli.StringSliceFlag{Name: "change", Aliases: []string{"c"}, Usage: "apply a Dockerfile instruction to the created image"},
+			&cli.StringFlag{Name: "message", Aliases: []string{"m"}, Usage: "commit message"},
+			&cli.BoolFlag{Name: "pause", Aliases: []string{"p"}, Value: true, Usage: "pause a running container during the commit"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := needArgs(c, 1, 2, "a CONTAINER and an optional REPOSITORY[:TAG]"); err != nil {
+				return err
+			}
+			o := builder.CommitOptions{Changes: c.StringSlice("change"), Message: c.String("message"), Author: c.String("author")}
+			if c.NArg() == 2 {
+				tag, err := layers.ParseTag(c.Args().Get(1))
+				if err != nil {
+					return cli.Exit(err.Error(), ExitRoost)
+				}
+				o.Tag = &tag
+			}
+			is, cs, err := stores(c)
+			if err != nil {
+				return err
+			}
+			ctr, err := cs.Get(c.Args().First())
+			if err != nil {
+				return err
+			}
+			if ctr.IsActive() {
+				if !c.Bool("pause") {
+					return cli.Exit(fmt.Sprintf("commit %s: the container is running: roost commits a running container only paused (drop --pause=false)", ctr.Name), ExitRoost)
+				}
+				if err := cs.Pause(ctr); err != nil {
+					return err
+				}
+				defer cs.Unpause(ctr)
+			}
+			o.Container, o.Images = ctr, is
+			id, err := builder.Commit(o)
+			if err != nil {
+				return cli.Exit(oneLine(err), ExitRoost)
+			}
+			fmt.Fprintln(c.App.Writer, id.String())
+			return nil
+		},
+	}
+}
