@@ -30,19 +30,38 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 		return errors.New("RUN needs a container store")
 	}
 	argv := b.withShell(st, c.ShellDependantCmdLine)
+	var script *instructions.ShellInlineFile
+	if f := c.Files; c.PrependShell && len(f) == 1 && isHeredocOnly(c.CmdLine, f[0].Name) && strings.HasPrefix(f[0].Data, "#!") {
+		// A script with its own interpreter runs as a file, as buildkit
+		// runs it: mounted at /dev/pipes/NAME.
+		script = &f[0]
+		argv = []string{"/dev/pipes/" + f[0].Name}
+	}
 	createdBy := "RUN " + strings.Join(argv, " ") + " # buildkit"
 	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config) + "\x00network " + b.o.Network
+	if script != nil {
+		payload += "\x00script " + script.Data
+	}
 	return b.commitStep(st, payload, createdBy, func(cf *v1.ConfigFile) (*v1.Hash, error) {
-		return b.runContainer(st, argv)
+		var binds []string
+		if script != nil {
+			host := filepath.Join(b.tmpDir, "pipe-"+script.Name)
+			if err := os.WriteFile(host, []byte(script.Data), 0o755); err != nil {
+				return nil, err
+			}
+			defer os.Remove(host)
+			binds = append(binds, host+":"+argv[0]+":ro")
+		}
+		return b.runContainer(st, argv, binds)
 	})
 }
 
-func (b *build) runContainer(st *stageState, argv []string) (*v1.Hash, error) {
+func (b *build) runContainer(st *stageState, argv, binds []string) (*v1.Hash, error) {
 	cs := b.o.Containers
 	cfg := v1.Config{Env: b.runEnv(st), User: st.cfg.Config.User, WorkingDir: st.cfg.Config.WorkingDir, Cmd: argv}
 	ctr, err := cs.Create(container.CreateOptions{
 		Image: st.base, ImageID: st.baseID, ImageCfg: &v1.ConfigFile{Config: cfg},
-		Layers: st.cfg.RootFS.DiffIDs, Cmd: argv, Network: b.o.Network, Mapping: b.o.Mapping, StopTimeout: -1,
+		Layers: st.cfg.RootFS.DiffIDs, Cmd: argv, Network: b.o.Network, Mapping: b.o.Mapping, StopTimeout: -1, Volumes: binds,
 	})
 	if err != nil {
 		return nil, err

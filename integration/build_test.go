@@ -349,11 +349,17 @@ HEALTHCHECK --interval=5s --timeout=3s --retries=4 CMD wget -q localhost || exit
 				"RUN <<EOF\necho line1 > /h\necho line2 >> /h\nEOF\n" +
 				"RUN cat > /h2 <<EOT\nto cat\nEOT\n" +
 				"COPY <<EOT /inline.txt\ninline $X\nEOT\n" +
-				"RUN echo a `\n    b > /escaped\n"},
+				"RUN echo a `\n    b > /escaped\n" +
+				"RUN <<SCRIPT\n#!/bin/busybox sh\necho \"script $0\" > /shebang\nSCRIPT\n"},
 			check: func(t *testing.T, e *roostEnv, out string) {
-				got := e.runOut("img", "cat /h /h2 /inline.txt /escaped")
-				if got != "line1\nline2\nto cat\ninline expanded\na b\n" {
+				got := e.runOut("img", "cat /h /h2 /inline.txt /escaped /shebang")
+				if got != "line1\nline2\nto cat\ninline expanded\na b\nscript /dev/pipes/SCRIPT\n" {
 					t.Errorf("files = %q", got)
+				}
+				for p := range e.imageFiles("img") {
+					if strings.HasPrefix(p, "dev") {
+						t.Errorf("the image's layers hold %s, a mount point of RUN", p)
+					}
 				}
 			},
 		},
