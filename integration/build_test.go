@@ -443,8 +443,8 @@ func TestBuildOutputAndCache(t *testing.T) {
 	if err != nil || !isImageID(string(iid)) {
 		t.Fatalf("--iidfile holds %q (%v)", iid, err)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if last := lines[len(lines)-1]; "sha256:"+last != string(iid) {
+	outLines := strings.Split(strings.TrimSpace(out), "\n")
+	if last := outLines[len(outLines)-1]; "sha256:"+last != string(iid) {
 		t.Errorf("last line %q is not the image ID %s", last, iid)
 	}
 	if got := e.ok("run", "--rm", "app:2"); got != "1\n2\n" {
@@ -481,7 +481,22 @@ func TestBuildOutputAndCache(t *testing.T) {
 		t.Errorf("--no-cache used the cache:\n%s", nocache)
 	}
 
+	cacheRow := func() []string {
+		for _, l := range lines(e.ok("system", "df")) {
+			if strings.HasPrefix(l, "Build Cache") {
+				return columns(l)
+			}
+		}
+		t.Fatalf("system df has no Build Cache row")
+		return nil
+	}
+	if row := cacheRow(); len(row) < 2 || row[1] == "0" {
+		t.Errorf("system df's Build Cache row after builds: %q", row)
+	}
 	pruned := e.ok("builder", "prune", "-f")
+	if row := cacheRow(); len(row) < 2 || row[1] != "0" {
+		t.Errorf("system df's Build Cache row after builder prune: %q", row)
+	}
 	if !strings.Contains(pruned, "Total reclaimed space") {
 		t.Errorf("builder prune printed %q", pruned)
 	}

@@ -128,3 +128,32 @@ func (s *Store) PruneCache() (*CachePruneResult, error) {
 	res.Reclaimed += n
 	return res, err
 }
+
+// CacheUsage counts the build cache records and the bytes of the layers
+// only they keep (what PruneCache would free).
+func (s *Store) CacheUsage() (records int, size int64, err error) {
+	imgs, err := s.Images()
+	if err != nil {
+		return 0, 0, err
+	}
+	used := map[string]bool{}
+	for _, img := range imgs {
+		if cf, err := s.rawConfig(img.ID); err == nil {
+			for _, d := range cf.RootFS.DiffIDs {
+				used[d.Hex] = true
+			}
+		}
+	}
+	ents, _ := os.ReadDir(s.cacheDir())
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".json") {
+			records++
+		}
+	}
+	for hex := range s.cacheLayers() {
+		if !used[hex] {
+			size += DirSize(filepath.Join(s.root, "layers", hex))
+		}
+	}
+	return records, size, nil
+}
