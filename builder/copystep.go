@@ -340,7 +340,7 @@ func resolveOwner(spec string, t *tree) (owner, error) {
 	if spec == "" {
 		return owner{}, nil
 	}
-	u, g, hasGroup := strings.Cut(spec, ":")
+	u, _, hasGroup := strings.Cut(spec, ":")
 	if n, err := strconv.Atoi(u); err == nil && !hasGroup {
 		return owner{set: true, uid: n, gid: n}, nil
 	}
@@ -356,6 +356,5 @@ func resolveOwner(spec string, t *tree) (owner, error) {
 	if err != nil {
 		return owner{}, err
 	}
-	_ = g
 	return owner{set: true, uid: eu.Uid, gid: eu.Gid}, nil
 }

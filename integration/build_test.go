@@ -552,6 +552,11 @@ func TestBuildInputs(t *testing.T) {
 		t.Errorf("Dockerfile on stdin: /alone = %q", got)
 	}
 
+	syntax := buildContext(t, e, "syntax", map[string]string{"Dockerfile": "# syntax=docker/dockerfile:1.7\nFROM busybox\n"})
+	if r := e.run("build", "-q", syntax); r.code != 0 || !strings.Contains(r.stderr, "syntax directive (docker/dockerfile:1.7) is ignored") {
+		t.Errorf("# syntax=: want a build with a warning on stderr, got %s", r)
+	}
+
 	netDf := "FROM busybox\nRUN cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ' | sort > /ifaces\n"
 	for _, mode := range []string{"none", "host"} {
 		ctxN := buildContext(t, e, "net-"+mode, map[string]string{"Dockerfile": netDf})
