@@ -60,14 +60,6 @@ func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, from, chown
 		mm := int64(m)
 		mode = &mm
 	}
-	base, err := b.tree(st)
-	if err != nil {
-		return err
-	}
-	own, err := resolveOwner(chown, base)
-	if err != nil {
-		return fmt.Errorf("%s --chown=%s: %w", what, chown, err)
-	}
 	raw := sd.DestPath
 	abs := raw
 	if !path.IsAbs(abs) {
@@ -77,29 +69,24 @@ func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, from, chown
 		}
 		abs = path.Join(wd, raw)
 	}
-	dest, dn, dexists := base.resolve(abs, true)
-	destDir := strings.HasSuffix(raw, "/") || raw == "." || raw == ".." || strings.HasSuffix(raw, "/.") || dexists && dn.isDir()
 
+	// The cache key needs no image tree: what the sources are, and the
+	// parent's key, decide the result. The trees are read on a miss only.
 	var payload bytes.Buffer
-	fmt.Fprintf(&payload, "%s\x00%s\x00%s\x00%s\x00", what, chown, chmod, abs)
+	fmt.Fprintf(&payload, "%s\x00%s\x00%s\x00%q\x00%s\x00", what, chown, chmod, raw, abs)
 	var srcs []copySource
+	var fromTree func() (*tree, error)
 	switch {
 	case from != "":
-		tr, key, err := b.fromTree(from)
+		var key string
+		var err error
+		fromTree, key, err = b.fromTree(from)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(&payload, "from %s\x00", key)
 		for _, s := range sd.SourcePaths {
-			ms, err := tr.match(s)
-			if err != nil {
-				return fmt.Errorf("COPY --from=%s: %w", from, err)
-			}
-			for _, m := range ms {
-				_, n, _ := tr.resolve(m, true)
-				srcs = append(srcs, copySource{name: m, tr: tr, node: n, path: m})
-				fmt.Fprintf(&payload, "%q\x00", m)
-			}
+			fmt.Fprintf(&payload, "%q\x00", s)
 		}
 	default:
 		for _, s := range sd.SourcePaths {
@@ -141,11 +128,37 @@ func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, from, chown
 		srcs = append(srcs, copySource{name: c.Path, data: c.Data})
 		fmt.Fprintf(&payload, "inline %q %q\x00", c.Path, c.Data)
 	}
-	if len(srcs) > 1 && !destDir {
-		return fmt.Errorf("when using %s with more than one source file, the destination must be a directory and end with a /", what)
-	}
 	createdBy := fmt.Sprintf("%s %s%s %s # buildkit", what, ownerFlag(chown), strings.Join(append(append([]string{}, sd.SourcePaths...), contentNames(sd)...), " "), raw)
 	return b.commitStep(st, hexSum(payload.Bytes()), createdBy, func(cf *v1.ConfigFile) (*v1.Hash, error) {
+		base, err := b.tree(st)
+		if err != nil {
+			return nil, err
+		}
+		own, err := resolveOwner(chown, base)
+		if err != nil {
+			return nil, fmt.Errorf("%s --chown=%s: %w", what, chown, err)
+		}
+		if fromTree != nil {
+			tr, err := fromTree()
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range sd.SourcePaths {
+				ms, err := tr.match(s)
+				if err != nil {
+					return nil, fmt.Errorf("COPY --from=%s: %w", from, err)
+				}
+				for _, m := range ms {
+					_, n, _ := tr.resolve(m, true)
+					srcs = append(srcs, copySource{name: m, tr: tr, node: n, path: m})
+				}
+			}
+		}
+		dest, dn, dexists := base.resolve(abs, true)
+		destDir := strings.HasSuffix(raw, "/") || raw == "." || raw == ".." || strings.HasSuffix(raw, "/.") || dexists && dn.isDir()
+		if len(srcs) > 1 && !destDir {
+			return nil, fmt.Errorf("when using %s with more than one source file, the destination must be a directory and end with a /", what)
+		}
 		pr, pw := io.Pipe()
 		go func() {
 			lb := newLayerBuilder(pw, base, own, mode)
@@ -286,12 +299,11 @@ func (b *build) download(u string) (*downloaded, string, error) {
 	return d, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// fromTree is the tree of COPY --from's stage or image, and a key that
-// changes when its content does.
-func (b *build) fromTree(from string) (*tree, string, error) {
+// fromTree finds COPY --from's stage or image: it returns a func that
+// reads its tree, and a key that changes when its content does.
+func (b *build) fromTree(from string) (func() (*tree, error), string, error) {
 	if st := b.stageNamed(from); st != nil {
-		t, err := b.tree(st)
-		return t, st.key, err
+		return func() (*tree, error) { return b.tree(st) }, st.key, nil
 	}
 	img, err := b.o.Base(from, "")
 	if err != nil {
@@ -301,8 +313,7 @@ func (b *build) fromTree(from string) (*tree, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	t, err := loadTree(b.o.Images, cf.RootFS.DiffIDs)
-	return t, img.ID.Hex, err
+	return func() (*tree, error) { return loadTree(b.o.Images, cf.RootFS.DiffIDs) }, img.ID.Hex, nil
 }
 
 // match expands a COPY --from source (a path or glob) to the tree's paths.
