@@ -42,14 +42,33 @@ type downloaded struct {
 	modTime time.Time
 }
 
+// copyFlags are a COPY's or ADD's flags, expanded.
+type copyFlags struct {
+	from, chown, chmod string
+	add                bool
+	// checksum is ADD --checksum=sha256:HEX for a URL.
+	checksum string
+	// unsupported names a flag roost does not do yet.
+	unsupported string
+}
+
 // copy is a COPY or ADD step.
-func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, from, chown, chmod string, isAdd, unsupported bool) error {
+func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, f copyFlags) error {
+	from, chown, chmod, isAdd := f.from, f.chown, f.chmod, f.add
 	what := "COPY"
 	if isAdd {
 		what = "ADD"
 	}
-	if unsupported {
-		return fmt.Errorf("%s --link, --exclude, --parents, --checksum and --keep-git-dir %w", what, errUnsupportedFlag)
+	if f.unsupported != "" {
+		return fmt.Errorf("%s %s %w", what, f.unsupported, errUnsupportedFlag)
+	}
+	if f.checksum != "" {
+		if len(sd.SourcePaths) != 1 || !isURL(sd.SourcePaths[0]) {
+			return fmt.Errorf("ADD --checksum needs exactly one URL source")
+		}
+		if !strings.HasPrefix(f.checksum, "sha256:") {
+			return fmt.Errorf("ADD --checksum=%s: want sha256:<hex>", f.checksum)
+		}
 	}
 	var mode *int64
 	if chmod != "" {
@@ -94,6 +113,9 @@ func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, from, chown
 				d, sum, err := b.download(s)
 				if err != nil {
 					return fmt.Errorf("ADD %s: %w", s, err)
+				}
+				if f.checksum != "" && f.checksum != "sha256:"+sum {
+					return fmt.Errorf("ADD %s: the content's digest is sha256:%s, not %s as --checksum says", s, sum, f.checksum)
 				}
 				u, _ := url.Parse(s)
 				n := path.Base(u.Path)

@@ -39,9 +39,11 @@ func (b *build) dispatch(st *stageState, cmd instructions.Command) error {
 	case *instructions.RunCommand:
 		return b.run(st, c)
 	case *instructions.CopyCommand:
-		return b.copy(st, c.SourcesAndDest, c.From, c.Chown, c.Chmod, false, c.Link || len(c.ExcludePatterns) > 0 || c.Parents)
+		// --link makes the same files; only how buildkit rebases the
+		// layer differs, and every roost COPY layer stands alone anyway.
+		return b.copy(st, c.SourcesAndDest, copyFlags{from: c.From, chown: c.Chown, chmod: c.Chmod, unsupported: unsupportedCopy(c.ExcludePatterns, c.Parents, nil)})
 	case *instructions.AddCommand:
-		return b.copy(st, c.SourcesAndDest, "", c.Chown, c.Chmod, true, c.Link || len(c.ExcludePatterns) > 0 || c.Checksum != "" || c.KeepGitDir != nil)
+		return b.copy(st, c.SourcesAndDest, copyFlags{chown: c.Chown, chmod: c.Chmod, add: true, checksum: c.Checksum, unsupported: unsupportedCopy(c.ExcludePatterns, false, c.KeepGitDir)})
 	case *instructions.ArgCommand:
 		var parts []string
 		for _, kv := range c.Args {
@@ -155,6 +157,19 @@ func (b *build) dispatch(st *stageState, cmd instructions.Command) error {
 		return b.meta1(st, "ONBUILD "+c.Expression, func(cfg *v1.Config) { cfg.OnBuild = append(cfg.OnBuild, c.Expression) })
 	}
 	return fmt.Errorf("%s is not supported by roost", strings.ToUpper(cmd.Name()))
+}
+
+// unsupportedCopy names the first COPY or ADD flag roost does not do yet.
+func unsupportedCopy(exclude []string, parents bool, keepGitDir *bool) string {
+	switch {
+	case len(exclude) > 0:
+		return "--exclude"
+	case parents:
+		return "--parents"
+	case keepGitDir != nil:
+		return "--keep-git-dir"
+	}
+	return ""
 }
 
 // meta1 commits a metadata-only step that changes the runtime config.

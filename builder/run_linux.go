@@ -23,8 +23,17 @@ import (
 // stage's image, with the stage's env, user, workdir and shell and the
 // build's network; what it changed becomes the step's layer.
 func (b *build) run(st *stageState, c *instructions.RunCommand) error {
-	if len(c.FlagsUsed) > 0 {
-		return fmt.Errorf("RUN --%s %w", c.FlagsUsed[0], errUnsupportedFlag)
+	network := b.o.Network
+	for _, f := range c.FlagsUsed {
+		if f != "network" {
+			return fmt.Errorf("RUN --%s %w", f, errUnsupportedFlag)
+		}
+		switch instructions.GetNetwork(c) {
+		case instructions.NetworkNone:
+			network = "none"
+		case instructions.NetworkHost:
+			network = "host"
+		}
 	}
 	if b.o.Containers == nil {
 		return errors.New("RUN needs a container store")
@@ -38,7 +47,7 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 		argv = []string{"/dev/pipes/" + f[0].Name}
 	}
 	createdBy := "RUN " + strings.Join(argv, " ") + " # buildkit"
-	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config) + "\x00network " + b.o.Network
+	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config) + "\x00network " + network
 	if script != nil {
 		payload += "\x00script " + script.Data
 	}
@@ -52,16 +61,16 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 			defer os.Remove(host)
 			binds = append(binds, host+":"+argv[0]+":ro")
 		}
-		return b.runContainer(st, argv, binds)
+		return b.runContainer(st, argv, binds, network)
 	})
 }
 
-func (b *build) runContainer(st *stageState, argv, binds []string) (*v1.Hash, error) {
+func (b *build) runContainer(st *stageState, argv, binds []string, network string) (*v1.Hash, error) {
 	cs := b.o.Containers
 	cfg := v1.Config{Env: b.runEnv(st), User: st.cfg.Config.User, WorkingDir: st.cfg.Config.WorkingDir, Cmd: argv}
 	ctr, err := cs.Create(container.CreateOptions{
 		Image: st.base, ImageID: st.baseID, ImageCfg: &v1.ConfigFile{Config: cfg},
-		Layers: st.cfg.RootFS.DiffIDs, Cmd: argv, Network: b.o.Network, Mapping: b.o.Mapping, StopTimeout: -1, Volumes: binds,
+		Layers: st.cfg.RootFS.DiffIDs, Cmd: argv, Network: network, Mapping: b.o.Mapping, StopTimeout: -1, Volumes: binds,
 	})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -187,6 +189,7 @@ COPY dir/ /copied2/
 COPY --chown=1000:1001 --chmod=751 a.txt /owned
 COPY --chown=www-data a.txt /by-name
 COPY --chown=42 dir /chowned/
+COPY --link b.txt /linked
 WORKDIR /wd
 COPY a.txt .
 COPY a.txt b.txt rel/
@@ -196,9 +199,10 @@ COPY a.txt b.txt rel/
 				".dockerignore": "ignored.txt\ndir/skip*\n",
 			},
 			check: func(t *testing.T, e *roostEnv, out string) {
-				got := e.runOut("img", `for f in /renamed /dest/a.txt /globbed/a.txt /globbed/b.txt /copied/x /copied/sub/y /copied2/x /owned /by-name /chowned/x /chowned/sub /wd/a.txt /wd/rel/a.txt /wd/rel/b.txt; do stat -c '%n %a %F' $f; done
+				got := e.runOut("img", `for f in /linked /renamed /dest/a.txt /globbed/a.txt /globbed/b.txt /copied/x /copied/sub/y /copied2/x /owned /by-name /chowned/x /chowned/sub /wd/a.txt /wd/rel/a.txt /wd/rel/b.txt; do stat -c '%n %a %F' $f; done
 ls /globbed /copied /copied2`)
-				want := `/renamed 644 regular file
+				want := `/linked 644 regular file
+/renamed 644 regular file
 /dest/a.txt 644 regular file
 /globbed/a.txt 644 regular file
 /globbed/b.txt 644 regular file
@@ -562,6 +566,11 @@ func TestBuildInputs(t *testing.T) {
 		ctxN := buildContext(t, e, "net-"+mode, map[string]string{"Dockerfile": netDf})
 		e.ok("build", "-q", "--network", mode, "-t", "net-"+mode, ctxN)
 	}
+	ctxR := buildContext(t, e, "net-run", map[string]string{"Dockerfile": strings.Replace(netDf, "RUN ", "RUN --network=none ", 1)})
+	e.ok("build", "-q", "--network", "host", "-t", "net-run", ctxR)
+	if got := e.runOut("net-run", "cat /ifaces"); got != "lo\n" {
+		t.Errorf("RUN --network=none in a --network host build saw interfaces %q, want only lo", got)
+	}
 	if got := e.runOut("net-none", "cat /ifaces"); got != "lo\n" {
 		t.Errorf("--network none: RUN saw interfaces %q, want only lo", got)
 	}
@@ -626,7 +635,9 @@ func TestBuildAdd(t *testing.T) {
 		fmt.Fprintf(&df, "ADD %s /x/%s/\n", n, n)
 		fmt.Fprintf(&script, "cat /x/%s/pkg/file\n", n)
 	}
+	sum := sha256.Sum256([]byte("from the web\n"))
 	df.WriteString("ADD plain.txt /plain/\nADD " + srv.URL + "/remote.txt /web/\nADD --chown=5:6 --chmod=640 " + srv.URL + "/remote.txt /web-owned\n")
+	df.WriteString("ADD --checksum=sha256:" + hex.EncodeToString(sum[:]) + " " + srv.URL + "/remote.txt /checked\n")
 	files["Dockerfile"] = df.String()
 	ctx := buildContext(t, e, "ctx", files)
 	e.ok("build", "-t", "img", ctx)
@@ -642,6 +653,13 @@ func TestBuildAdd(t *testing.T) {
 	want := "not an archive\n/web/remote.txt 600 1136214245\n/web-owned 640 1136214245\nfrom the web\n"
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := e.runOut("img", "cat /checked"); got != "from the web\n" {
+		t.Errorf("ADD --checksum: %q", got)
+	}
+	bad := buildContext(t, e, "bad", map[string]string{"Dockerfile": "FROM busybox\nADD --checksum=sha256:" + strings.Repeat("0", 64) + " " + srv.URL + "/remote.txt /x\n"})
+	if msg := e.fails("build", "-q", bad); !strings.Contains(msg, "Dockerfile:2:") || !strings.Contains(msg, "--checksum") {
+		t.Errorf("ADD with a wrong --checksum: %q", msg)
 	}
 }
 
