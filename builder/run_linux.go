@@ -4,12 +4,15 @@ package builder
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
@@ -24,16 +27,25 @@ import (
 // build's network; what it changed becomes the step's layer.
 func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 	network := b.o.Network
+	var mounts []*instructions.Mount
 	for _, f := range c.FlagsUsed {
-		if f != "network" {
+		switch f {
+		case "network":
+			switch instructions.GetNetwork(c) {
+			case instructions.NetworkNone:
+				network = "none"
+			case instructions.NetworkHost:
+				network = "host"
+			}
+		case "mount":
+			mounts = instructions.GetMounts(c)
+		default:
 			return fmt.Errorf("RUN --%s %w", f, errUnsupportedFlag)
 		}
-		switch instructions.GetNetwork(c) {
-		case instructions.NetworkNone:
-			network = "none"
-		case instructions.NetworkHost:
-			network = "host"
-		}
+	}
+	rm, err := b.runMounts(st, mounts)
+	if err != nil {
+		return err
 	}
 	if b.o.Containers == nil {
 		return errors.New("RUN needs a container store")
@@ -47,12 +59,12 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 		argv = []string{"/dev/pipes/" + f[0].Name}
 	}
 	createdBy := "RUN " + strings.Join(argv, " ") + " # buildkit"
-	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config) + "\x00network " + network
+	payload := "RUN " + jsonString(argv) + "\x00" + jsonString(st.cfg.Config) + "\x00network " + network + "\x00mounts " + rm.key
 	if script != nil {
 		payload += "\x00script " + script.Data
 	}
 	return b.commitStep(st, payload, createdBy, func(cf *v1.ConfigFile) (*v1.Hash, error) {
-		var binds []string
+		binds := rm.binds
 		if script != nil {
 			host := filepath.Join(b.tmpDir, "pipe-"+script.Name)
 			if err := os.WriteFile(host, []byte(script.Data), 0o755); err != nil {
@@ -61,16 +73,87 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 			defer os.Remove(host)
 			binds = append(binds, host+":"+argv[0]+":ro")
 		}
-		return b.runContainer(st, argv, binds, network)
+		return b.runContainer(st, argv, binds, rm.tmpfs, rm.targets, network)
 	})
 }
 
-func (b *build) runContainer(st *stageState, argv, binds []string, network string) (*v1.Hash, error) {
+// runMount is what RUN --mount flags turn into.
+type runMount struct {
+	binds, tmpfs []string
+	// targets are the mount points, root-relative: stubs to leave out of
+	// the layer.
+	targets []string
+	// key is what the mounts add to the step's cache key: a bind's
+	// content; a cache mount's content is, as in Docker, not part of it.
+	key string
+}
+
+// runMounts reads RUN --mount: type=bind of the build context (read-only),
+// type=tmpfs, and type=cache, which roost gives a fresh tmpfs each time (a
+// cache may always start empty; keeping one would leave files of other
+// owners in the store).
+func (b *build) runMounts(st *stageState, mounts []*instructions.Mount) (*runMount, error) {
+	rm := &runMount{}
+	var key bytes.Buffer
+	for _, m := range mounts {
+		target := m.Target
+		if !path.IsAbs(target) {
+			wd := st.cfg.Config.WorkingDir
+			if wd == "" {
+				wd = "/"
+			}
+			target = path.Join(wd, target)
+		}
+		rm.targets = append(rm.targets, target)
+		switch m.Type {
+		case instructions.MountTypeCache, instructions.MountTypeTmpfs:
+			opt := ""
+			if m.SizeLimit > 0 {
+				opt = fmt.Sprintf(":size=%d", m.SizeLimit)
+			}
+			rm.tmpfs = append(rm.tmpfs, target+opt)
+			fmt.Fprintf(&key, "%s %s%s\x00", m.Type, target, opt)
+		case instructions.MountTypeBind:
+			if m.From != "" {
+				return nil, fmt.Errorf("RUN --mount=type=bind,from=%s %w", m.From, errUnsupportedFlag)
+			}
+			if !m.ReadOnly {
+				return nil, fmt.Errorf("RUN --mount=type=bind,rw %w: the build context is bound read-only", errUnsupportedFlag)
+			}
+			src := m.Source
+			if src == "" {
+				src = "."
+			}
+			ms, err := b.bctx.sources(src)
+			if err != nil {
+				return nil, err
+			}
+			if len(ms) != 1 {
+				return nil, fmt.Errorf("RUN --mount=type=bind,source=%s names %d files, want one", src, len(ms))
+			}
+			files, err := b.bctx.walk(ms[0])
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(&key, "bind %s %q\x00", target, ms[0])
+			if err := b.bctx.hashFiles(&key, files); err != nil {
+				return nil, err
+			}
+			rm.binds = append(rm.binds, files[0].host+":"+target+":ro")
+		default:
+			return nil, fmt.Errorf("RUN --mount=type=%s %w", m.Type, errUnsupportedFlag)
+		}
+	}
+	rm.key = hexSum(key.Bytes())
+	return rm, nil
+}
+
+func (b *build) runContainer(st *stageState, argv, binds, tmpfs, targets []string, network string) (*v1.Hash, error) {
 	cs := b.o.Containers
 	cfg := v1.Config{Env: b.runEnv(st), User: st.cfg.Config.User, WorkingDir: st.cfg.Config.WorkingDir, Cmd: argv}
 	ctr, err := cs.Create(container.CreateOptions{
 		Image: st.base, ImageID: st.baseID, ImageCfg: &v1.ConfigFile{Config: cfg},
-		Layers: st.cfg.RootFS.DiffIDs, Cmd: argv, Network: network, Mapping: b.o.Mapping, StopTimeout: -1, Volumes: binds,
+		Layers: st.cfg.RootFS.DiffIDs, Cmd: argv, Network: network, Mapping: b.o.Mapping, StopTimeout: -1, Volumes: binds, Tmpfs: tmpfs,
 	})
 	if err != nil {
 		return nil, err
@@ -108,7 +191,7 @@ func (b *build) runContainer(st *stageState, argv, binds []string, network strin
 	if err := fuse.WriteLayer(filepath.Join(ctr.Dir, "diff"), f); err != nil {
 		return nil, err
 	}
-	drop, err := mountStubs(f, base)
+	drop, err := mountStubs(f, base, targets...)
 	if err != nil {
 		return nil, err
 	}
@@ -121,10 +204,11 @@ func (b *build) runContainer(st *stageState, argv, binds []string, network strin
 }
 
 // mountStubs are what the container's init created to mount over (/dev,
-// /proc, /sys, /etc/hosts and friends) where the image had nothing: empty,
+// /proc, /sys, /etc/hosts and friends, and the targets of RUN --mount,
+// with the directories above them) where the image had nothing: empty,
 // and not part of what the RUN did, so not part of its layer (as in
 // Docker).
-func mountStubs(f *os.File, base *tree) (map[string]bool, error) {
+func mountStubs(f *os.File, base *tree, targets ...string) (map[string]bool, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
@@ -140,7 +224,8 @@ func mountStubs(f *os.File, base *tree) (map[string]bool, error) {
 		}
 		names[strings.TrimSuffix(hdr.Name, "/")] = hdr
 	}
-	hasChildOtherThan := func(dir string, drop map[string]bool) bool {
+	drop := map[string]bool{}
+	hasChild := func(dir string) bool {
 		for n := range names {
 			if strings.HasPrefix(n, dir+"/") && !drop[n] {
 				return true
@@ -148,22 +233,28 @@ func mountStubs(f *os.File, base *tree) (map[string]bool, error) {
 		}
 		return false
 	}
-	drop := map[string]bool{}
-	for _, stub := range []string{"etc/hostname", "etc/hosts", "etc/resolv.conf", "dev", "proc", "sys"} {
-		hdr, ok := names[stub]
+	candidates := map[string]bool{}
+	for _, t := range append([]string{"etc/hostname", "etc/hosts", "etc/resolv.conf", "dev", "proc", "sys"}, targets...) {
+		for p := strings.TrimPrefix(path.Clean("/"+t), "/"); p != "" && p != "."; p = path.Dir(p) {
+			candidates[p] = true
+		}
+	}
+	var order []string
+	for p := range candidates {
+		order = append(order, p)
+	}
+	// Deepest first, so that a directory goes once its stubs have gone.
+	sort.Slice(order, func(i, j int) bool { return strings.Count(order[i], "/") > strings.Count(order[j], "/") })
+	for _, p := range order {
+		hdr, ok := names[p]
 		if !ok {
 			continue
 		}
-		if _, _, inBase := base.resolve(stub, false); inBase {
+		if _, _, inBase := base.resolve(p, false); inBase {
 			continue
 		}
-		if hdr.Typeflag == tar.TypeReg && hdr.Size == 0 || hdr.Typeflag == tar.TypeDir && !hasChildOtherThan(stub, drop) {
-			drop[stub] = true
-		}
-	}
-	if _, _, inBase := base.resolve("etc", false); !inBase {
-		if _, ok := names["etc"]; ok && !hasChildOtherThan("etc", drop) {
-			drop["etc"] = true
+		if hdr.Typeflag == tar.TypeReg && hdr.Size == 0 || hdr.Typeflag == tar.TypeDir && !hasChild(p) {
+			drop[p] = true
 		}
 	}
 	return drop, nil

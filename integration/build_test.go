@@ -402,6 +402,26 @@ RUN id -u >> /tmp/uid
 			},
 		},
 		{
+			name: "RUN --mount: a bind of the context, tmpfs and cache; no mount point left in the layer",
+			files: map[string]string{
+				"Dockerfile": `FROM busybox
+RUN --mount=type=bind,source=src,target=/mnt/src --mount=type=cache,target=/var/cache/thing --mount=type=tmpfs,target=/scratch/deep \
+    cat /mnt/src/in > /out && echo cached > /var/cache/thing/f && echo tmp > /scratch/deep/f && ls /mnt/src >> /out
+`,
+				"src/in": "bound\n",
+			},
+			check: func(t *testing.T, e *roostEnv, out string) {
+				if got := e.runOut("img", "cat /out; ls -a /mnt /var/cache /scratch 2>&1; true"); got != "bound\nin\nls: /mnt: No such file or directory\nls: /var/cache: No such file or directory\nls: /scratch: No such file or directory\n" {
+					t.Errorf("got %q", got)
+				}
+				for p := range e.imageFiles("img") {
+					if strings.HasPrefix(p, "mnt") || strings.HasPrefix(p, "var/cache") || strings.HasPrefix(p, "scratch") {
+						t.Errorf("the layer holds %s: a mount of RUN", p)
+					}
+				}
+			},
+		},
+		{
 			name: "RUN owners: files root made are root's in the layer, and deletions are whiteouts",
 			files: map[string]string{"Dockerfile": `FROM busybox
 RUN mkdir /made && echo x > /made/f && rm /etc/os-release
