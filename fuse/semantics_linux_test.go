@@ -1090,23 +1090,3 @@ func TestWriteLayerRoundtrip(t *testing.T) {
 		t.Errorf("union from the exported layer differs (-changed mount +reimported):\n%s", diff)
 	}
 }
-
-// TestFsyncDirectory: fsync of a directory (dpkg syncs /var/lib/dpkg after
-// every rename) and of a lower file opened for reading succeed.
-func TestFsyncDirectory(t *testing.T) {
-	t.Parallel()
-	tu := mountLayers(t, []tarEntry{dir("lower"), reg("lower/f", "data")})
-	if err := os.Mkdir(tu.path("upper"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{"lower", "upper", "lower/f", "."} {
-		f, err := os.Open(tu.path(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Sync(); err != nil {
-			t.Errorf("fsync %s: %v", p, err)
-		}
-		f.Close()
-	}
-}

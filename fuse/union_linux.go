@@ -840,19 +840,6 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return nil, syscall.EINVAL
 }
 
-var _ fs.NodeFsyncer = (*node)(nil)
-
-// Fsync syncs an upper file through its handle. Directories (fsync of a
-// directory, as dpkg does after every rename) and files only read from a
-// lower layer have nothing of their own to sync: lower layers never change,
-// and the upper directory's entries are the host's.
-func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall.Errno {
-	if fs, ok := f.(fs.FileFsyncer); ok {
-		return fs.Fsync(ctx, flags)
-	}
-	return 0
-}
-
 var _ fs.NodeReaddirer = (*node)(nil)
 
 func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
