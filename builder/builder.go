@@ -68,6 +68,8 @@ type Options struct {
 	Containers *container.Store
 	// Mapping is the kind of id mapping containers get (rootless.Mapping.Kind).
 	Mapping string
+	// Secrets are RUN --mount=type=secret's files by id (--secret).
+	Secrets map[string]string
 	// HTTP fetches ADD's URLs; nil means http.DefaultClient.
 	HTTP *http.Client
 }

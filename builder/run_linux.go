@@ -140,6 +140,28 @@ func (b *build) runMounts(st *stageState, mounts []*instructions.Mount) (*runMou
 				return nil, err
 			}
 			rm.binds = append(rm.binds, files[0].host+":"+target+":ro")
+		case instructions.MountTypeSecret:
+			// Not part of the cache key, as in Docker: a secret's
+			// value must not leave a trace.
+			if m.Env != nil {
+				return nil, fmt.Errorf("RUN --mount=type=secret,env= %w", errUnsupportedFlag)
+			}
+			id := m.CacheID
+			if id == "" {
+				id = path.Base(m.Target)
+			}
+			if m.Target == "" {
+				target = "/run/secrets/" + id
+				rm.targets[len(rm.targets)-1] = target
+			}
+			src, ok := b.o.Secrets[id]
+			if !ok {
+				if m.Required {
+					return nil, fmt.Errorf("secret %s is required: give it with --secret id=%s,src=FILE", id, id)
+				}
+				continue
+			}
+			rm.binds = append(rm.binds, src+":"+target+":ro")
 		default:
 			return nil, fmt.Errorf("RUN --mount=type=%s %w", m.Type, errUnsupportedFlag)
 		}

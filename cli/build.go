@@ -31,6 +31,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "iidfile", Usage: "write the image ID to the file"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the image ID"},
 			&cli.StringFlag{Name: "network", Usage: "the network of RUN steps: default, host or none"},
+			&cli.StringSliceFlag{Name: "secret", Usage: "a secret for RUN --mount=type=secret: id=ID,src=FILE"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, 1, "a build context: a directory, or - for a tar (or a Dockerfile) on stdin"); err != nil {
@@ -76,6 +77,36 @@ func buildCommand() *cli.Command {
 					}
 				}
 				o.BuildArgs[k] = v
+			}
+			o.Secrets = map[string]string{}
+			for _, sec := range c.StringSlice("secret") {
+				id, src := "", ""
+				for _, f := range strings.Split(sec, ",") {
+					k, v, _ := strings.Cut(f, "=")
+					switch k {
+					case "id":
+						id = v
+					case "src", "source":
+						src = v
+					case "type":
+						if v != "file" {
+							return cli.Exit(fmt.Sprintf("--secret %q: roost takes files only (type=file)", sec), ExitRoost)
+						}
+					default:
+						return cli.Exit(fmt.Sprintf("--secret %q: unknown field %q: want id=ID,src=FILE", sec, k), ExitRoost)
+					}
+				}
+				if id == "" || src == "" {
+					return cli.Exit(fmt.Sprintf("--secret %q: want id=ID,src=FILE", sec), ExitRoost)
+				}
+				abs, err := filepath.Abs(src)
+				if err == nil {
+					_, err = os.Stat(abs)
+				}
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("--secret %q: %v", sec, err), ExitRoost)
+				}
+				o.Secrets[id] = abs
 			}
 			for _, l := range c.StringSlice("label") {
 				k, v, _ := strings.Cut(l, "=")

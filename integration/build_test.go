@@ -814,6 +814,32 @@ func TestBuildRegistry(t *testing.T) {
 	}
 }
 
+// TestBuildSecret: RUN --mount=type=secret reads a --secret file, which
+// stays out of the image and the cache key.
+func TestBuildSecret(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	runImage(t, e)
+	secret := e.path("token")
+	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := buildContext(t, e, "ctx", map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=token wc -c < /run/secrets/token > /len\n"})
+	e.ok("build", "-t", "img", "--secret", "id=token,src="+secret, ctx)
+	if got := e.runOut("img", "cat /len; ls /run 2>&1; true"); got != "6\nls: /run: No such file or directory\n" {
+		t.Errorf("got %q", got)
+	}
+	for p, f := range e.imageFiles("img") {
+		if strings.Contains(f.Body, "s3cret") {
+			t.Errorf("the secret is in the image at %s", p)
+		}
+	}
+	req := buildContext(t, e, "req", map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=missing,required cat /run/secrets/missing\n"})
+	if msg := e.fails("build", "-q", req); !strings.Contains(msg, "Dockerfile:2:") || !strings.Contains(msg, "--secret id=missing") {
+		t.Errorf("a required secret not given: %q", msg)
+	}
+}
+
 // TestBuildProxyArgs: the predefined proxy args reach RUN without an ARG,
 // and stay out of the image.
 func TestBuildProxyArgs(t *testing.T) {
