@@ -193,7 +193,7 @@ func TestBuildErrors(t *testing.T) {
 		{"unknown stage", "FROM scratch\nCOPY --from=nostage /x /y\n", "", "Dockerfile:2: COPY --from=nostage"},
 		{"unknown base", "FROM nothing:here\n", "", "Dockerfile:1: base image nothing:here"},
 		{"unknown target", "FROM scratch\n", "nope", `target stage "nope" could not be found`},
-		{"RUN --mount=type=secret", "FROM scratch\nRUN --mount=type=secret,id=x true\n", "", "Dockerfile:2: RUN --mount=type=secret is not supported"},
+		{"RUN --mount=type=ssh", "FROM scratch\nRUN --mount=type=ssh true\n", "", "Dockerfile:2: RUN --mount=type=ssh is not supported"},
 		{"RUN --mount of a bind that is not there", "FROM scratch\nRUN --mount=type=bind,source=nothere,target=/x true\n", "", "Dockerfile:2: file not found in build context"},
 		{"bad chmod", "FROM scratch\nCOPY --chmod=9 Dockerfile /x\n", "", "Dockerfile:2: COPY --chmod=9"},
 		{"bad stop signal", "FROM scratch\nSTOPSIGNAL NOPE\n", "", "Dockerfile:2:"},
