@@ -424,8 +424,21 @@ func (b *build) neededStages(stages []instructions.Stage, target int) []bool {
 		needed[i] = true
 		refs := []string{stages[i].BaseName}
 		for _, c := range stages[i].Commands {
-			if cp, ok := c.(*instructions.CopyCommand); ok && cp.From != "" {
-				refs = append(refs, cp.From)
+			switch c := c.(type) {
+			case *instructions.CopyCommand:
+				if c.From != "" {
+					refs = append(refs, c.From)
+				}
+			case *instructions.RunCommand:
+				// Parses the --mount flags (dispatch parses them again,
+				// with the stage's variables).
+				if c.Expand(func(w string) (string, error) { return w, nil }) == nil {
+					for _, m := range instructions.GetMounts(c) {
+						if m.From != "" {
+							refs = append(refs, m.From)
+						}
+					}
+				}
 			}
 		}
 		for _, r := range refs {

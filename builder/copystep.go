@@ -99,7 +99,7 @@ func (b *build) copy(st *stageState, sd instructions.SourcesAndDest, f copyFlags
 	case from != "":
 		var key string
 		var err error
-		fromTree, key, err = b.fromTree(from)
+		fromTree, key, err = b.fromTree("COPY", from)
 		if err != nil {
 			return err
 		}
@@ -323,13 +323,13 @@ func (b *build) download(u string) (*downloaded, string, error) {
 
 // fromTree finds COPY --from's stage or image: it returns a func that
 // reads its tree, and a key that changes when its content does.
-func (b *build) fromTree(from string) (func() (*tree, error), string, error) {
+func (b *build) fromTree(what, from string) (func() (*tree, error), string, error) {
 	if st := b.stageNamed(from); st != nil {
 		return func() (*tree, error) { return b.tree(st) }, st.key, nil
 	}
 	img, err := b.o.Base(from, "")
 	if err != nil {
-		return nil, "", fmt.Errorf("COPY --from=%s: no stage of that name, and no such image: %w", from, err)
+		return nil, "", fmt.Errorf("%s --from=%s: no stage of that name, and no such image: %w", what, from, err)
 	}
 	cf, _, err := b.o.Images.Config(img.ID)
 	if err != nil {

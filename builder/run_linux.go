@@ -64,6 +64,11 @@ func (b *build) run(st *stageState, c *instructions.RunCommand) error {
 		payload += "\x00script " + script.Data
 	}
 	return b.commitStep(st, payload, createdBy, func(cf *v1.ConfigFile) (*v1.Hash, error) {
+		for _, prep := range rm.prepare {
+			if err := prep(); err != nil {
+				return nil, err
+			}
+		}
 		binds := rm.binds
 		if script != nil {
 			host := filepath.Join(b.tmpDir, "pipe-"+script.Name)
@@ -86,6 +91,8 @@ type runMount struct {
 	// key is what the mounts add to the step's cache key: a bind's
 	// content; a cache mount's content is, as in Docker, not part of it.
 	key string
+	// prepare make the bind sources, when the step runs.
+	prepare []func() error
 }
 
 // runMounts reads RUN --mount: type=bind of the build context (read-only),
@@ -114,32 +121,59 @@ func (b *build) runMounts(st *stageState, mounts []*instructions.Mount) (*runMou
 			rm.tmpfs = append(rm.tmpfs, target+opt)
 			fmt.Fprintf(&key, "%s %s%s\x00", m.Type, target, opt)
 		case instructions.MountTypeBind:
-			if m.From != "" {
-				return nil, fmt.Errorf("RUN --mount=type=bind,from=%s %w", m.From, errUnsupportedFlag)
-			}
 			if !m.ReadOnly {
-				return nil, fmt.Errorf("RUN --mount=type=bind,rw %w: the build context is bound read-only", errUnsupportedFlag)
+				return nil, fmt.Errorf("RUN --mount=type=bind,rw %w: roost binds read-only", errUnsupportedFlag)
 			}
 			src := m.Source
 			if src == "" {
 				src = "."
 			}
-			ms, err := b.bctx.sources(src)
+			dir, err := os.MkdirTemp(b.tmpDir, "bind-")
 			if err != nil {
 				return nil, err
 			}
-			if len(ms) != 1 {
-				return nil, fmt.Errorf("RUN --mount=type=bind,source=%s names %d files, want one", src, len(ms))
+			host := filepath.Join(dir, "src")
+			if m.From != "" {
+				// A stage's or image's files, made into a directory
+				// when the step runs.
+				treeOf, fromKey, err := b.fromTree("RUN --mount", m.From)
+				if err != nil {
+					return nil, err
+				}
+				from := m.From
+				rm.prepare = append(rm.prepare, func() error {
+					tr, err := treeOf()
+					if err != nil {
+						return err
+					}
+					p, n, ok := tr.resolve(src, true)
+					if !ok {
+						return fmt.Errorf("RUN --mount=type=bind,from=%s,source=%s: %w", from, src, errNotInTree)
+					}
+					return materializeTree(tr, p, n, host)
+				})
+				fmt.Fprintf(&key, "bind %s from %s %q\x00", target, fromKey, src)
+			} else {
+				ms, err := b.bctx.sources(src)
+				if err != nil {
+					return nil, err
+				}
+				if len(ms) != 1 {
+					return nil, fmt.Errorf("RUN --mount=type=bind,source=%s names %d files, want one", src, len(ms))
+				}
+				files, err := b.bctx.walk(ms[0])
+				if err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(&key, "bind %s %q\x00", target, ms[0])
+				if err := b.bctx.hashFiles(&key, files); err != nil {
+					return nil, err
+				}
+				// A copy (hard links where it can) without what
+				// .dockerignore leaves out, as Docker's context has it.
+				rm.prepare = append(rm.prepare, func() error { return materializeContext(files, host) })
 			}
-			files, err := b.bctx.walk(ms[0])
-			if err != nil {
-				return nil, err
-			}
-			fmt.Fprintf(&key, "bind %s %q\x00", target, ms[0])
-			if err := b.bctx.hashFiles(&key, files); err != nil {
-				return nil, err
-			}
-			rm.binds = append(rm.binds, files[0].host+":"+target+":ro")
+			rm.binds = append(rm.binds, host+":"+target+":ro")
 		case instructions.MountTypeSecret:
 			// Not part of the cache key, as in Docker: a secret's
 			// value must not leave a trace.
@@ -344,4 +378,90 @@ func (t *tailWriter) lines() []string {
 		ls = ls[len(ls)-10:]
 	}
 	return ls
+}
+
+// materializeContext makes a directory (or file) at dst of the context
+// files of one source: hard links to the context's files where the
+// filesystem allows, copies elsewhere.
+func materializeContext(files []contextFile, dst string) error {
+	for _, f := range files {
+		p := filepath.Join(dst, filepath.FromSlash(f.rel))
+		var err error
+		switch {
+		case f.fi.IsDir():
+			err = os.MkdirAll(p, f.fi.Mode().Perm()|0o700)
+		case f.link != "":
+			err = os.Symlink(f.link, p)
+		case f.fi.Mode().IsRegular():
+			if err = os.Link(f.host, p); err != nil {
+				err = copyFile(f.host, p, f.fi.Mode().Perm())
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("bind the build context: %w", err)
+		}
+	}
+	return nil
+}
+
+// materializeTree writes the file or directory p of an image's tree to
+// dst on the host (owned by the caller, modes kept).
+func materializeTree(t *tree, p string, n node, dst string) error {
+	write := func(name string, n node) error {
+		switch n.e.Typeflag {
+		case tar.TypeDir:
+			return os.MkdirAll(name, os.FileMode(n.e.Mode).Perm()|0o700)
+		case tar.TypeSymlink:
+			return os.Symlink(n.e.Linkname, name)
+		case tar.TypeReg, tar.TypeLink:
+			r, err := t.open(n)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, os.FileMode(n.e.Mode).Perm()|0o400)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, r)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}
+		return nil // devices and pipes are not bound
+	}
+	if err := write(dst, n); err != nil {
+		return fmt.Errorf("bind %s: %w", p, err)
+	}
+	if !n.isDir() {
+		return nil
+	}
+	for _, q := range t.under(p) {
+		rel := strings.TrimPrefix(q, p+"/")
+		if p == "." {
+			rel = q
+		}
+		if err := write(filepath.Join(dst, filepath.FromSlash(rel)), t.files[q]); err != nil {
+			return fmt.Errorf("bind %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode|0o400)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

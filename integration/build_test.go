@@ -404,14 +404,17 @@ RUN id -u >> /tmp/uid
 		{
 			name: "RUN --mount: a bind of the context, tmpfs and cache; no mount point left in the layer",
 			files: map[string]string{
-				"Dockerfile": `FROM busybox
+				"Dockerfile": `FROM busybox AS tools
+RUN mkdir /out && echo from-stage > /out/tool
+FROM busybox
 RUN --mount=type=bind,source=src,target=/mnt/src --mount=type=cache,target=/var/cache/thing --mount=type=tmpfs,target=/scratch/deep \
-    cat /mnt/src/in > /out && echo cached > /var/cache/thing/f && echo tmp > /scratch/deep/f && ls /mnt/src >> /out
+    --mount=type=bind,from=tools,source=/out,target=/mnt/tools \
+    cat /mnt/src/in /mnt/tools/tool > /out && echo cached > /var/cache/thing/f && echo tmp > /scratch/deep/f && ls /mnt/src >> /out
 `,
-				"src/in": "bound\n",
+				"src/in": "bound\n", "src/private": "ignored\n", ".dockerignore": "src/private\n",
 			},
 			check: func(t *testing.T, e *roostEnv, out string) {
-				if got := e.runOut("img", "cat /out; ls -a /mnt /var/cache /scratch 2>&1; true"); got != "bound\nin\nls: /mnt: No such file or directory\nls: /var/cache: No such file or directory\nls: /scratch: No such file or directory\n" {
+				if got := e.runOut("img", "cat /out; ls -a /mnt /var/cache /scratch 2>&1; true"); got != "bound\nfrom-stage\nin\nls: /mnt: No such file or directory\nls: /var/cache: No such file or directory\nls: /scratch: No such file or directory\n" {
 					t.Errorf("got %q", got)
 				}
 				for p := range e.imageFiles("img") {
