@@ -64,6 +64,9 @@ CMD ["-h", "/srv/www"]
 	})
 	r := e.run("image", "build", "--tag", "first-image:0.1", "-f", filepath.Join(ctx, "Dockerfile"), ctx)
 	if r.code != 0 {
+		if strings.Contains(r.stdout, "unable to sync directory") {
+			t.Fatalf("dpkg cannot fsync a directory of the union filesystem (fuse: directory fsync is missing): %s", r)
+		}
 		if strings.Contains(r.stdout, "setgroups") || strings.Contains(r.stdout, "seteuid") {
 			t.Fatalf("apt-get in RUN drops privileges to _apt (setgroups, seteuid to an id outside the user namespace), which fails without a subuid range until roost emulates it: %s", r)
 		}
