@@ -190,13 +190,14 @@ COPY --chown=1000:1001 --chmod=751 a.txt /owned
 COPY --chown=www-data a.txt /by-name
 COPY --chown=42 dir /chowned/
 COPY --link b.txt /linked
+COPY . /all/
 WORKDIR /wd
 COPY a.txt .
 COPY a.txt b.txt rel/
 `,
 				"a.txt": "a\n", "b.txt": "b\n", "ignored.txt": "no\n",
-				"dir/x": "x\n", "dir/sub/y": "y\n", "dir/skip1": "no\n",
-				".dockerignore": "ignored.txt\ndir/skip*\n",
+				"dir/x": "x\n", "dir/sub/y": "y\n", "dir/skip1": "no\n", "drop.md": "", "keep.md": "",
+				".dockerignore": "ignored.txt\ndir/skip*\n*.md\n!keep.md\n",
 			},
 			check: func(t *testing.T, e *roostEnv, out string) {
 				got := e.runOut("img", `for f in /linked /renamed /dest/a.txt /globbed/a.txt /globbed/b.txt /copied/x /copied/sub/y /copied2/x /owned /by-name /chowned/x /chowned/sub /wd/a.txt /wd/rel/a.txt /wd/rel/b.txt; do stat -c '%n %a %F' $f; done
@@ -230,6 +231,9 @@ b.txt
 `
 				if d := cmp.Diff(want, got); d != "" {
 					t.Errorf("files in the image (-want +got):\n%s", d)
+				}
+				if got := e.runOut("img", "ls -A /all /all/dir"); got != "/all:\n.dockerignore\nDockerfile\na.txt\nb.txt\ndir\nkeep.md\n\n/all/dir:\nsub\nx\n" {
+					t.Errorf("COPY . with .dockerignore (and an exception): %q", got)
 				}
 				e.wantOwners("img", map[string]string{"renamed": "0:0 644", "copied/sub/y": "0:0 644", "owned": "1000:1001 751",
 					"by-name": "33:33 644", "chowned/x": "42:42 644", "chowned/sub": "42:42 755"})
