@@ -254,6 +254,9 @@ func (b *build) runContainer(st *stageState, argv, binds, tmpfs, targets []strin
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
+	if len(drop) == 0 {
+		return b.putLayer(io.NopCloser(f))
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(copyTarWithout(pw, f, drop)) }()
 	return b.putLayer(pr)
