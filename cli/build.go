@@ -2,12 +2,14 @@ package cli
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/roost-containers/roost/builder"
 	"github.com/roost-containers/roost/layers"
@@ -342,9 +344,17 @@ func commitCommand() *cli.Command {
 					return cli.Exit(fmt.Sprintf("commit %s: the container is running: roost commits a running container only paused (drop --pause=false)", ctr.Name), ExitRoost)
 				}
 				if err := cs.Pause(ctr); err != nil {
-					return err
+					// A container that has just exited may still have
+					// its agent finishing: wait a little for it, then commit.
+					ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+					werr := cs.Wait(ctx, ctr)
+					cancel()
+					if werr != nil || ctr.IsActive() {
+						return err
+					}
+				} else {
+					defer cs.Unpause(ctr)
 				}
-				defer cs.Unpause(ctr)
 			}
 			o.Container, o.Images = ctr, is
 			id, err := builder.Commit(o)
