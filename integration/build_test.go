@@ -489,6 +489,21 @@ func TestBuildOutputAndCache(t *testing.T) {
 	if strings.Contains(again, "\nran\n") {
 		t.Errorf("a cached RUN ran again:\n%s", again)
 	}
+	// The cache hits name the same step images the first build made.
+	var made, hits []string
+	for _, l := range strings.Split(out, "\n") {
+		if id, ok := strings.CutPrefix(l, "--> "); ok && len(made) < 5 {
+			made = append(made, id)
+		}
+	}
+	for _, l := range strings.Split(again, "\n") {
+		if id, ok := strings.CutPrefix(l, "--> Using cache "); ok && len(id) == 64 {
+			hits = append(hits, id[:12])
+		}
+	}
+	if d := cmp.Diff(made, hits); d != "" {
+		t.Errorf("step IDs of the first build and of the cache hits (-first +hits):\n%s", d)
+	}
 	if q := strings.TrimSpace(e.ok("build", "-q", ctx)); q != string(iid) {
 		t.Errorf("build -q printed %q, want only the same image ID %s", q, iid)
 	}

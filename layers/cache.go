@@ -2,7 +2,6 @@ package layers
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -31,7 +30,8 @@ func validCacheKey(key string) bool {
 	return err == nil && len(b) == 32
 }
 
-// PutCache records config (raw JSON) as the result of the build step key.
+// PutCache records config (raw JSON, kept byte for byte) as the result of
+// the build step key.
 // The caller must hold the writer lock (see Writing) from before it stored
 // the config's layers. Idempotent.
 func (s *Store) PutCache(key string, config []byte) error {
@@ -41,7 +41,15 @@ func (s *Store) PutCache(key string, config []byte) error {
 	if err := os.MkdirAll(s.cacheDir(), 0o700); err != nil {
 		return fmt.Errorf("store build cache: %w", err)
 	}
-	if err := s.writeJSON(filepath.Join(s.cacheDir(), key+".json"), json.RawMessage(config)); err != nil {
+	f, err := os.CreateTemp(s.cacheDir(), ".tmp-")
+	if err == nil {
+		if err = writeAll(f, config); err == nil {
+			if err = os.Rename(f.Name(), filepath.Join(s.cacheDir(), key+".json")); err != nil {
+				os.Remove(f.Name())
+			}
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("store build cache %s: %w", key, err)
 	}
 	return nil
