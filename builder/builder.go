@@ -53,8 +53,12 @@ type Options struct {
 	Tags           []name.Tag
 	BuildArgs      map[string]string
 	// Target is the stage to build; empty means the last.
-	Target  string
-	NoCache bool
+	Target string
+	// Platform is the target platform (os/arch[/variant]) of stages
+	// without FROM --platform; empty means the host's. RUN steps need an
+	// image the host can run.
+	Platform string
+	NoCache  bool
 	// Labels are set on the final image.
 	Labels map[string]string
 	// Network is RUN's network mode: private (default), host or none.
@@ -181,8 +185,16 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	b.rawLex.RawQuotes, b.rawLex.RawEscapes = true, true
 
 	plat := runtime.GOARCH
-	for k, v := range map[string]string{"TARGETPLATFORM": "linux/" + plat, "TARGETOS": "linux", "TARGETARCH": plat,
-		"BUILDPLATFORM": "linux/" + plat, "BUILDOS": "linux", "BUILDARCH": plat} {
+	tp := v1.Platform{OS: "linux", Architecture: plat}
+	if o.Platform != "" {
+		p, err := v1.ParsePlatform(o.Platform)
+		if err != nil {
+			return nil, &Error{File: b.file, Err: fmt.Errorf("--platform %q: %w", o.Platform, err)}
+		}
+		tp = *p
+	}
+	for k, v := range map[string]string{"TARGETPLATFORM": tp.String(), "TARGETOS": tp.OS, "TARGETARCH": tp.Architecture,
+		"TARGETVARIANT": tp.Variant, "BUILDPLATFORM": "linux/" + plat, "BUILDOS": "linux", "BUILDARCH": plat} {
 		b.meta[k] = v
 	}
 	for _, a := range metaArgs {
@@ -330,11 +342,20 @@ func (b *build) buildStage(s *instructions.Stage) error {
 	if err != nil {
 		return b.atLine(s.Location, err)
 	}
+	if platform == "" {
+		platform = b.o.Platform
+	}
 	st := &stageState{name: s.Name, args: map[string]string{}, base: baseName}
 	if prev := b.stageNamed(baseName); prev != nil {
 		st.cfg, st.refs, st.key, st.baseID, st.base = copyConfig(prev.cfg), prev.refs, prev.key, prev.baseID, prev.base
 	} else if strings.EqualFold(baseName, "scratch") {
-		st.cfg = &v1.ConfigFile{Architecture: runtime.GOARCH, OS: "linux", RootFS: v1.RootFS{Type: "layers"},
+		arch, variant := runtime.GOARCH, ""
+		if platform != "" {
+			if p, err := v1.ParsePlatform(platform); err == nil {
+				arch, variant = p.Architecture, p.Variant
+			}
+		}
+		st.cfg = &v1.ConfigFile{Architecture: arch, Variant: variant, OS: "linux", RootFS: v1.RootFS{Type: "layers"},
 			Config: v1.Config{Env: []string{defaultPath}}}
 		st.key = hexSum([]byte("scratch " + platform))
 	} else {

@@ -219,3 +219,30 @@ func TestBuildErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPlatform: --platform sets the target platform args and a scratch
+// image's architecture.
+func TestPlatform(t *testing.T) {
+	t.Parallel()
+	s, err := layers.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, out, err := testBuild(t, s, "FROM scratch\nARG TARGETARCH\nARG TARGETPLATFORM\nENV A=$TARGETARCH P=$TARGETPLATFORM\n", map[string]string{}, Options{Platform: "linux/arm64/v8"})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cf, _, err := s.Config(res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Architecture != "arm64" || cf.Variant != "v8" || cf.OS != "linux" {
+		t.Errorf("platform %s/%s/%s, want linux/arm64/v8", cf.OS, cf.Architecture, cf.Variant)
+	}
+	if d := cmp.Diff([]string{defaultPath, "A=arm64", "P=linux/arm64/v8"}, cf.Config.Env); d != "" {
+		t.Errorf("Env (-want +got):\n%s", d)
+	}
+	if _, _, err := testBuild(t, s, "FROM scratch\n", map[string]string{}, Options{Platform: "not/a/plat/form"}); err == nil {
+		t.Errorf("a bad --platform built")
+	}
+}

@@ -33,6 +33,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "iidfile", Usage: "write the image ID to the file"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the image ID"},
 			&cli.StringFlag{Name: "network", Usage: "the network of RUN steps: default, host or none"},
+			&cli.StringFlag{Name: "platform", Usage: "the target platform (os/arch[/variant]) of stages without FROM --platform"},
 			&cli.StringSliceFlag{Name: "secret", Usage: "a secret for RUN --mount=type=secret: id=ID,src=FILE"},
 		},
 		Action: func(c *cli.Context) error {
@@ -49,7 +50,7 @@ func buildCommand() *cli.Command {
 			}
 			quiet := c.Bool("quiet")
 			o := builder.Options{
-				ContextDir: c.Args().First(), Target: c.String("target"), NoCache: c.Bool("no-cache"),
+				ContextDir: c.Args().First(), Target: c.String("target"), NoCache: c.Bool("no-cache"), Platform: c.String("platform"),
 				Network: c.String("network"), Images: is, Containers: cs, Mapping: mapping.Kind(),
 				Out: c.App.Writer, ErrOut: c.App.ErrWriter, BuildArgs: map[string]string{}, Labels: map[string]string{},
 			}
