@@ -92,7 +92,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			attachCommand(),
 			buildCommand(),
-			planned("commit", "Create a new image from a container's changes", "the runtime issue"),
+			commitCommand(),
 			planned("cp", "Copy files between a container and the host", "the runtime issue"),
 			createCommand(),
 			planned("diff", "Show changes to a container's filesystem", "the runtime issue"),
@@ -151,6 +151,7 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				Usage: "Manage containers",
 				Subcommands: []*cli.Command{
 					attachCommand(),
+					commitCommand(),
 					createCommand(),
 					execCommand(),
 					inspectContainerCommand(),
@@ -173,6 +174,11 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 				},
 			},
 			volumeCommand(),
+			{
+				Name:        "builder",
+				Usage:       "Manage builds",
+				Subcommands: []*cli.Command{buildCommand(), builderPruneCommand()},
+			},
 			{
 				Name:  "system",
 				Usage: "Manage roost",
@@ -197,10 +203,6 @@ func planned(name, usage, issue string) *cli.Command {
 			return cli.Exit(fmt.Sprintf("%s is not implemented yet: it is planned (%s); see README.md for what works today", c.Command.FullName(), issue), ExitRoost)
 		},
 	}
-}
-
-func buildCommand() *cli.Command {
-	return planned("build", "Build an image from a Dockerfile", "the build issue")
 }
 
 // env is what every command gets from the global flags and the config file.

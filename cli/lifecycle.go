@@ -198,14 +198,14 @@ func memTotal() uint64 {
 func systemPruneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "prune",
-		Usage: "Remove stopped containers, dangling images and leftovers of interrupted writes (and with --volumes, unused anonymous volumes)",
+		Usage: "Remove stopped containers, dangling images, the build cache and leftovers of interrupted writes (and with --volumes, unused anonymous volumes)",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "remove all unused images, not just dangling ones"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "do not prompt for confirmation"},
 			&cli.BoolFlag{Name: "volumes", Usage: "prune anonymous volumes"},
 		},
 		Action: func(c *cli.Context) error {
-			what := []string{"all stopped containers", "all dangling images"}
+			what := []string{"all stopped containers", "all dangling images", "all build cache"}
 			if c.Bool("all") {
 				what[1] = "all images without at least one container associated to them"
 			}
@@ -242,10 +242,15 @@ func systemPruneCommand() *cli.Command {
 				}
 				printDeleted(c.App.Writer, "Deleted Volumes:", gone)
 			}
+			cache, err := is.PruneCache()
+			if err != nil {
+				return err
+			}
 			res, err := is.Prune(c.Bool("all"))
 			if err != nil {
 				return err
 			}
+			res.Reclaimed += cache.Reclaimed
 			printPrunedImages(c, res)
 			return nil
 		},

@@ -121,6 +121,10 @@ func dfCommand() *cli.Command {
 			if size > 0 {
 				reclaim += " (100%)"
 			}
+			nCache, cacheSize, err := s.CacheUsage()
+			if err != nil {
+				return err
+			}
 			nCtr, nActive, nVol, nVolUsed := 0, 0, 0, 0
 			var ctrSize, ctrFree, volSize, volFree int64
 			if cs, err := container.OpenStore(envOf(c).cfg.Root, envOf(c).cfg.RunRoot); err == nil {
@@ -158,7 +162,7 @@ func dfCommand() *cli.Command {
 				{"Images", fmt.Sprint(len(imgs)), "0", humanSize(size), reclaim},
 				{"Containers", fmt.Sprint(nCtr), fmt.Sprint(nActive), humanSize(ctrSize), pct(ctrFree, ctrSize)},
 				{"Local Volumes", fmt.Sprint(nVol), fmt.Sprint(nVolUsed), humanSize(volSize), pct(volFree, volSize)},
-				{"Build Cache", "0", "0", "0B", "0B"},
+				{"Build Cache", fmt.Sprint(nCache), "0", humanSize(cacheSize), humanSize(cacheSize)},
 			}
 			for _, r := range rows {
 				if err := rw.Row(r); err != nil {

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 // ImportOptions says how to turn a root filesystem into an image.
@@ -128,7 +129,7 @@ func unwrapPathError(err error) error {
 }
 
 // Decompress returns r's contents, decompressed when they start with the
-// magic bytes of gzip, bzip2 or zstd.
+// magic bytes of gzip, bzip2, xz or zstd.
 func Decompress(r io.Reader) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic, err := br.Peek(6)
@@ -147,7 +148,7 @@ func Decompress(r io.Reader) (io.Reader, error) {
 	case bytes.HasPrefix(magic, []byte("BZh")):
 		return bzip2.NewReader(br), nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		return nil, fmt.Errorf("xz-compressed archives are not supported: decompress it first (xz -d)")
+		return xz.NewReader(br)
 	}
 	return br, nil
 }

@@ -179,7 +179,7 @@ func (s *Store) collect(wait bool) (int64, error) {
 		return 0, err
 	}
 	blobs := map[string]bool{}
-	layers := map[string]bool{}
+	layers := s.cacheLayers()
 	for _, img := range imgs {
 		blobs[img.ID.Hex] = true
 		blobs[img.Manifest.Hex] = true

@@ -93,6 +93,11 @@ func (s *Store) lock(name string, how int) (func(), error) {
 // content that is not yet referenced exists.
 func (s *Store) writing() (func(), error) { return s.lock("gc.lock", unix.LOCK_SH) }
 
+// Writing marks the caller as a writer until the returned func is called:
+// garbage collection leaves layers and blobs alone meanwhile. Hold it from
+// before PutLayer until AddImage or PutCache references the layer.
+func (s *Store) Writing() (func(), error) { return s.writing() }
+
 // tempFile creates a temp file under tmp/.
 func (s *Store) tempFile(pattern string) (*os.File, error) {
 	return os.CreateTemp(filepath.Join(s.root, "tmp"), pattern)
