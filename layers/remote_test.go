@@ -730,3 +730,68 @@ func TestPullTLS(t *testing.T) {
 		t.Errorf("registry transport %T has no proxy function", rt)
 	}
 }
+
+// hubRecorder stands in for Docker Hub: it answers the /v2/ ping and
+// records the first request that names a repository, then refuses it.
+type hubRecorder struct {
+	mu   sync.Mutex
+	seen *http.Request
+}
+
+var errOffline = errors.New("offline test transport")
+
+func (h *hubRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Path == "/v2/" {
+		return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader("{}")), Request: req, Header: http.Header{}}, nil
+	}
+	h.mu.Lock()
+	if h.seen == nil {
+		h.seen = req
+	}
+	h.mu.Unlock()
+	return nil, errOffline
+}
+
+// TestPushDockerHubNamespace: a push of NAMESPACE/REPO goes to Docker Hub's
+// repository of that name, and a bare name to library/, as Docker's do.
+func TestPushDockerHubNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		ref, normalized, path, familiar string
+	}{
+		{"me/myapp:1.0", "docker.io/me/myapp:1.0", "/v2/me/myapp/", "me/myapp:1.0"},
+		{"docker.io/me/myapp:1.0", "docker.io/me/myapp:1.0", "/v2/me/myapp/", "me/myapp:1.0"},
+		{"myapp", "docker.io/library/myapp:latest", "/v2/library/myapp/", "myapp:latest"},
+		{"index.docker.io/me/myapp:2", "docker.io/me/myapp:2", "/v2/me/myapp/", "me/myapp:2"},
+	} {
+		t.Run(tc.ref, func(t *testing.T) {
+			r, err := ParseReference(tc.ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Normalized(r); got != tc.normalized {
+				t.Errorf("Normalized(%q) = %q, want %q", tc.ref, got, tc.normalized)
+			}
+			s := newStore(t)
+			importBytes(t, s, tarOf(t, "etc/hello", "hello"), tc.ref)
+			hub := &hubRecorder{}
+			o := testOptions()
+			o.Transport = hub
+			_, err = s.Push(context.Background(), tc.ref, o)
+			if !errors.Is(err, errOffline) {
+				t.Fatalf("push through the offline transport: %v, want it to fail with %v", err, errOffline)
+			}
+			if !strings.HasPrefix(err.Error(), "push "+tc.familiar+": ") {
+				t.Errorf("push error %q does not name %s", err, tc.familiar)
+			}
+			if hub.seen == nil {
+				t.Fatal("push sent no request naming a repository")
+			}
+			if got := hub.seen.URL.Scheme + "://" + hub.seen.URL.Host; got != "https://index.docker.io" {
+				t.Errorf("push went to %s, want https://index.docker.io", got)
+			}
+			if !strings.HasPrefix(hub.seen.URL.Path, tc.path) {
+				t.Errorf("push asked for %s, want a path under %s", hub.seen.URL.Path, tc.path)
+			}
+		})
+	}
+}
