@@ -257,13 +257,18 @@ func TestRegistryLogin(t *testing.T) {
 	if line := e.wantOneLineError(r); !strings.Contains(line, "unauthorized") {
 		t.Errorf("login with a wrong password said %q", line)
 	}
-	cfgPath := filepath.Join(e.Home, ".docker", "config.json")
+	// login writes roost's own file, never Docker's.
+	cfgPath := filepath.Join(e.ConfigHome, "roost", "auth.json")
+	dockerPath := filepath.Join(e.Home, ".docker", "config.json")
 	if _, err := os.Stat(cfgPath); err == nil {
-		t.Error("a failed login wrote config.json")
+		t.Error("a failed login wrote auth.json")
 	}
 	r = e.runIn(strings.NewReader("s3cret\n"), "login", "-u", "tester", "--password-stdin", reg.Host)
 	if r.code != 0 || r.stdout != "Login Succeeded\n" {
 		t.Fatalf("login: %s", r)
+	}
+	if _, err := os.Stat(dockerPath); err == nil {
+		t.Errorf("login wrote Docker's %s", dockerPath)
 	}
 	fi, err := os.Stat(cfgPath)
 	if err != nil {
@@ -277,10 +282,10 @@ func TestRegistryLogin(t *testing.T) {
 		Auths map[string]struct{ Auth string }
 	}
 	if err := json.Unmarshal(b, &cf); err != nil {
-		t.Fatalf("config.json: %v\n%s", err, b)
+		t.Fatalf("auth.json: %v\n%s", err, b)
 	}
 	if got, want := cf.Auths[reg.Host].Auth, base64.StdEncoding.EncodeToString([]byte("tester:s3cret")); got != want {
-		t.Errorf("config.json auths[%s].auth = %q, want %q", reg.Host, got, want)
+		t.Errorf("auth.json auths[%s].auth = %q, want %q", reg.Host, got, want)
 	}
 
 	digest := pushedDigest(t, e.ok("push", ref))
@@ -297,7 +302,7 @@ func TestRegistryLogin(t *testing.T) {
 	}
 	b, _ = os.ReadFile(cfgPath)
 	if bytes.Contains(b, []byte(reg.Host)) {
-		t.Errorf("config.json still names %s after logout:\n%s", reg.Host, b)
+		t.Errorf("auth.json still names %s after logout:\n%s", reg.Host, b)
 	}
 	if out := e.ok("logout", reg.Host); out != "Not logged in to "+reg.Host+"\n" {
 		t.Errorf("second logout printed %q", out)
@@ -305,6 +310,64 @@ func TestRegistryLogin(t *testing.T) {
 	e.ok("rmi", ref)
 	if msg := e.fails("pull", ref); !strings.Contains(msg, "roost login") {
 		t.Errorf("pull after logout said %q", msg)
+	}
+
+	// Without roost's own file, Docker's config.json is read: its auths...
+	e2 := newRoost(t)
+	writeDockerConfig(t, e2, fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, reg.Host, base64.StdEncoding.EncodeToString([]byte("tester:s3cret"))))
+	if out := e2.ok("pull", "-q", ref); out != ref+"\n" {
+		t.Errorf("pull with Docker's config.json printed %q", out)
+	}
+	// ...and the credential helper it names, run from PATH as Docker does.
+	e3 := newRoost(t)
+	writeDockerConfig(t, e3, fmt.Sprintf(`{"credHelpers": {%q: "test"}}`, reg.Host))
+	bin := e3.path("bin")
+	helperLog := e3.path("helper.log")
+	helper := fmt.Sprintf(`#!/bin/sh
+read server
+echo "$1 $server" >> %s
+case "$1" in
+get) printf '{"ServerURL":"%%s","Username":"tester","Secret":"s3cret"}' "$server" ;;
+*) exit 1 ;;
+esac
+`, helperLog)
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-test"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e3.extraEnv = append(e3.extraEnv, "PATH="+bin+":"+os.Getenv("PATH"))
+	if out := e3.ok("pull", "-q", ref); out != ref+"\n" {
+		t.Errorf("pull with a credential helper printed %q", out)
+	}
+	if b, _ := os.ReadFile(helperLog); !strings.Contains(string(b), "get "+reg.Host) {
+		t.Errorf("docker-credential-test was not asked for %s; its log: %q", reg.Host, b)
+	}
+	// roost's own file comes first: a wrong password there is used, and
+	// refused, though Docker's config.json has the right one.
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(e2.ConfigHome, "roost", "auth.json")), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	wrong := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, reg.Host, base64.StdEncoding.EncodeToString([]byte("tester:wrong")))
+	if err := os.WriteFile(filepath.Join(e2.ConfigHome, "roost", "auth.json"), []byte(wrong), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e2.ok("rmi", ref)
+	if msg := e2.fails("pull", ref); !strings.Contains(msg, "roost login") {
+		t.Errorf("pull with a wrong password in auth.json said %q", msg)
+	}
+}
+
+// writeDockerConfig writes ~/.docker/config.json.
+func writeDockerConfig(t *testing.T, e *roostEnv, content string) {
+	t.Helper()
+	d := filepath.Join(e.Home, ".docker")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "config.json"), []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 	"sync"
 	"time"
 
-	dockerconfig "github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/configfile"
 	dockertypes "github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -52,9 +52,14 @@ type RemoteOptions struct {
 	// Mirrors maps a registry host (docker.io for Docker Hub) to mirrors
 	// ("host[:port]" or "http(s)://host[:port]") tried before it, best effort.
 	Mirrors map[string][]string
-	// Keychain finds credentials; nil means authn.DefaultKeychain (Docker's
-	// config.json and credential helpers).
+	// Keychain finds credentials; nil means roost's own credentials file
+	// (AuthFile), then Docker's config.json ($DOCKER_CONFIG or ~/.docker)
+	// with its credential helpers.
 	Keychain authn.Keychain
+	// AuthFile is roost's credentials file, in Docker's config.json format:
+	// login writes it, logout edits it. Empty means
+	// $XDG_CONFIG_HOME/roost/auth.json (~/.config/roost/auth.json).
+	AuthFile string
 	// Transport, when set, carries the HTTP requests; CertsDir and
 	// SkipTLSVerify then do not apply.
 	Transport http.RoundTripper
@@ -332,7 +337,7 @@ func (o RemoteOptions) insecure(host string) bool {
 func (o RemoteOptions) remoteOpts(ctx context.Context) []remote.Option {
 	kc := o.Keychain
 	if kc == nil {
-		kc = authn.DefaultKeychain
+		kc = authn.NewMultiKeychain(fileKeychain{path: o.authFile()}, authn.DefaultKeychain)
 	}
 	jobs := o.Jobs
 	if jobs <= 0 {
@@ -997,9 +1002,9 @@ func (o RemoteOptions) parseServer(server string) (name.Registry, error) {
 }
 
 // Login checks user and password against server's registry (Docker Hub when
-// empty) and stores them in Docker's config.json ($DOCKER_CONFIG or
-// ~/.docker), or in the credential helper it names, as `docker login` does.
-// It returns the server's name as stored.
+// empty) and stores them in roost's credentials file (see
+// RemoteOptions.AuthFile), or in the credential helper that file names. It
+// returns the server's name as stored.
 func Login(ctx context.Context, server, user, password string, o RemoteOptions) (string, error) {
 	reg, err := o.parseServer(server)
 	if err != nil {
@@ -1012,7 +1017,7 @@ func Login(ctx context.Context, server, user, password string, o RemoteOptions) 
 	if err := checkLogin(ctx, reg, auth, o); err != nil {
 		return "", fmt.Errorf("login %s: %w", loginServer(reg), o.explainTLS(err, reg.RegistryStr()))
 	}
-	cf, err := dockerconfig.Load(dockerConfigDir())
+	cf, err := loadAuthFile(o.authFile())
 	if err != nil {
 		return "", fmt.Errorf("login %s: %w", loginServer(reg), err)
 	}
@@ -1052,27 +1057,87 @@ func checkLogin(ctx context.Context, reg name.Registry, auth authn.Authenticator
 	return transport.CheckError(resp, http.StatusOK)
 }
 
-// dockerConfigDir is where Docker keeps config.json: $DOCKER_CONFIG or
-// ~/.docker. (docker/cli's own lookup remembers its first answer, which
-// would tie a process to one directory.)
-func dockerConfigDir() string {
-	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
-		return d
+// authFile is roost's credentials file.
+func (o RemoteOptions) authFile() string {
+	if o.AuthFile != "" {
+		return o.AuthFile
 	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".docker")
-	}
-	return dockerconfig.Dir()
+	return filepath.Join(configDir(), "roost", "auth.json")
 }
 
-// Logout removes the credentials stored for server (Docker Hub when empty).
-// It reports whether there were any.
+// configDir is $XDG_CONFIG_HOME, or ~/.config.
+func configDir() string {
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		return d
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(h, ".config")
+}
+
+// loadAuthFile reads a credentials file in Docker's config.json format;
+// a missing file is an empty one that Save creates (mode 0600).
+func loadAuthFile(p string) (*configfile.ConfigFile, error) {
+	cf := configfile.New(p)
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return cf, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read credentials: %w", err)
+	}
+	defer f.Close()
+	if err := cf.LoadFromReader(f); err != nil {
+		return nil, fmt.Errorf("read credentials %s: %w", p, err)
+	}
+	return cf, nil
+}
+
+// fileKeychain finds credentials in a file in Docker's config.json format,
+// and in the credential helpers it names, looking them up as Docker does:
+// by repository, then by registry.
+type fileKeychain struct{ path string }
+
+var _ authn.Keychain = fileKeychain{}
+
+// Resolve implements authn.Keychain. A missing file has no credentials.
+func (k fileKeychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
+	if _, err := os.Stat(k.path); errors.Is(err, os.ErrNotExist) {
+		return authn.Anonymous, nil
+	}
+	cf, err := loadAuthFile(k.path)
+	if err != nil {
+		return nil, err
+	}
+	for _, key := range []string{target.String(), target.RegistryStr()} {
+		if key == name.DefaultRegistry {
+			key = authn.DefaultAuthKey
+		}
+		ac, err := cf.GetAuthConfig(key)
+		if err != nil {
+			return nil, fmt.Errorf("read credentials for %s: %w", key, err)
+		}
+		if ac.Username != "" || ac.Password != "" || ac.Auth != "" || ac.IdentityToken != "" || ac.RegistryToken != "" {
+			return authn.FromConfig(authn.AuthConfig{
+				Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
+				IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken,
+			}), nil
+		}
+	}
+	return authn.Anonymous, nil
+}
+
+// Logout removes the credentials roost's credentials file holds for server
+// (Docker Hub when empty). It reports whether there were any. Docker's
+// config.json is left alone, as podman logout leaves it.
 func Logout(server string, o RemoteOptions) (string, bool, error) {
 	reg, err := o.parseServer(server)
 	if err != nil {
 		return "", false, err
 	}
-	cf, err := dockerconfig.Load(dockerConfigDir())
+	cf, err := loadAuthFile(o.authFile())
 	if err != nil {
 		return "", false, fmt.Errorf("logout %s: %w", loginServer(reg), err)
 	}
@@ -1132,13 +1197,7 @@ func (o RemoteOptions) certsDir() string {
 	if o.CertsDir != "" {
 		return o.CertsDir
 	}
-	d := os.Getenv("XDG_CONFIG_HOME")
-	if d == "" {
-		if h, err := os.UserHomeDir(); err == nil {
-			d = filepath.Join(h, ".config")
-		}
-	}
-	return filepath.Join(d, "roost", "certs.d")
+	return filepath.Join(configDir(), "roost", "certs.d")
 }
 
 // transport is o.Transport, or one that trusts each registry's certs.d
