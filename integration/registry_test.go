@@ -55,6 +55,21 @@ type registryTLS struct {
 // startRegistryTLS is startRegistry serving HTTPS when tc is not nil.
 func startRegistryTLS(t *testing.T, htpasswd string, tc *registryTLS) *testRegistry {
 	t.Helper()
+	auth := ""
+	if htpasswd != "" {
+		p := filepath.Join(t.TempDir(), "htpasswd")
+		if err := os.WriteFile(p, []byte(htpasswd), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: roost-test\n    path: %s\n", p)
+	}
+	return startRegistryAuth(t, auth, tc)
+}
+
+// startRegistryAuth is startRegistryTLS with auth, the configuration's
+// auth section (none when empty).
+func startRegistryAuth(t *testing.T, auth string, tc *registryTLS) *testRegistry {
+	t.Helper()
 	bin := needTool(t, "docker-registry", "docker-registry")
 	dir := t.TempDir()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -79,13 +94,7 @@ http:
 		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", tc.cert, tc.key)
 		scheme, client = "https", tc.client
 	}
-	if htpasswd != "" {
-		p := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(p, []byte(htpasswd), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: roost-test\n    path: %s\n", p)
-	}
+	cfg += auth
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
