@@ -313,20 +313,25 @@ func (e *roostEnv) snapshot() map[string]string {
 		e.t.Fatalf("snapshot store: %v", err)
 	}
 	// An empty directory holds nothing: a command may create the layout of
-	// a part of the store it only looked at.
-	for p, v := range snap {
-		if !strings.HasPrefix(v, "dir ") {
-			continue
-		}
-		empty := true
-		for q := range snap {
-			if strings.HasPrefix(q, p+"/") || p == "." && q != "." {
-				empty = false
-				break
+	// a part of the store it only looked at. Until none is left: a
+	// directory whose only content was an empty directory is empty too.
+	for pruned := true; pruned; {
+		pruned = false
+		for p, v := range snap {
+			if !strings.HasPrefix(v, "dir ") {
+				continue
 			}
-		}
-		if empty {
-			delete(snap, p)
+			empty := true
+			for q := range snap {
+				if strings.HasPrefix(q, p+"/") || p == "." && q != "." {
+					empty = false
+					break
+				}
+			}
+			if empty {
+				delete(snap, p)
+				pruned = true
+			}
 		}
 	}
 	return snap
