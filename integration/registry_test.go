@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -21,9 +22,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -190,9 +193,23 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("run of the pulled image printed %q, want %q", got, osRelease)
 	}
 
+	// The store keeps the layer, not the registry's compressed blob too.
+	if blobs := e.dirNames("blobs/sha256"); len(blobs) != 2 {
+		t.Errorf("store keeps blobs %v, want only the config and the manifest", blobs)
+	}
 	// Pushing the pulled, unchanged image keeps its digest.
 	if d := pushedDigest(t, e.ok("push", ref)); d != digest {
 		t.Errorf("second push digest %s, want %s", d, digest)
+	}
+	// Saved, it carries its layers uncompressed, as docker save does.
+	for _, format := range []string{"docker-archive", "oci-archive"} {
+		archive := e.path(format + ".tar")
+		e.ok("save", "--format", format, "-o", archive, ref)
+		el := newRoost(t)
+		el.ok("load", "-i", archive)
+		if got := el.ok("run", "--rm", ref, "cat", "/etc/os-release"); got != osRelease {
+			t.Errorf("run of the pulled image saved as %s and loaded printed %q", format, got)
+		}
 	}
 	if out := e.ok("pull", "-q", ref); out != full+"\n" {
 		t.Errorf("pull -q printed %q, want %q", out, full+"\n")
@@ -601,10 +618,10 @@ func (p *killProxy) stop() {
 	}
 }
 
-// bigBusybox imports the busybox image with 16 MiB of random data as ref.
-func bigBusybox(t *testing.T, e *roostEnv, ref string) {
+// bigBusybox imports the busybox image with size bytes of random data as ref.
+func bigBusybox(t *testing.T, e *roostEnv, ref string, size int) {
 	t.Helper()
-	b := make([]byte, 16<<20)
+	b := make([]byte, size)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
@@ -620,7 +637,7 @@ func TestRegistryKilled(t *testing.T) {
 	reg := startRegistry(t, "")
 	e := newRoost(t)
 	ref := reg.Host + "/kill/big:1"
-	bigBusybox(t, e, ref)
+	bigBusybox(t, e, ref, 16<<20)
 	e.ok("push", "-q", ref)
 
 	p := newKillProxy(t, reg, 4<<20, false)
@@ -630,7 +647,10 @@ func TestRegistryKilled(t *testing.T) {
 	before := e2.snapshot()
 	msg := e2.fails("pull", p.Host+"/kill/big:1")
 	t.Logf("pull with the registry killed: %s", msg)
-	e2.wantUnchanged(before)
+	// Only the download kept for resuming stays (see TestPullResumeKilled).
+	if d := cmp.Diff(withoutPartials(before), withoutPartials(e2.snapshot())); d != "" {
+		t.Errorf("store changed (-before +after):\n%s", d)
+	}
 
 	reg2 := startRegistry(t, "")
 	p2 := newKillProxy(t, reg2, 4<<20, true)
@@ -638,6 +658,17 @@ func TestRegistryKilled(t *testing.T) {
 	e.ok("tag", ref, ref2)
 	msg = e.fails("push", ref2)
 	t.Logf("push with the registry killed: %s", msg)
+}
+
+// withoutPartials is a snapshot less the downloads kept for resuming.
+func withoutPartials(snap map[string]string) map[string]string {
+	out := map[string]string{}
+	for p, v := range snap {
+		if !strings.HasPrefix(p, "tmp/partial-") && p != "tmp" {
+			out[p] = v
+		}
+	}
+	return out
 }
 
 // TestRegistryInterop: roost push → skopeo inspect and copy, podman pull →
@@ -678,5 +709,202 @@ func TestRegistryInterop(t *testing.T) {
 	e2.ok("pull", ref2)
 	if got := e2.ok("run", "--rm", ref2); got != osRelease {
 		t.Errorf("roost run of the image podman pushed printed %q, want %q", got, osRelease)
+	}
+}
+
+// stallProxy forwards connections to a registry and counts the bytes the
+// registry sends; past limit (when not negative) it forwards no more and
+// closes stalled.
+type stallProxy struct {
+	Host    string
+	stalled chan struct{}
+	limit   int64
+	l       net.Listener
+	mu      sync.Mutex
+	n       int64
+	once    sync.Once
+	cs      []net.Conn
+}
+
+func newStallProxy(t *testing.T, reg *testRegistry, limit int64) *stallProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{Host: l.Addr().String(), l: l, limit: limit, stalled: make(chan struct{})}
+	t.Cleanup(p.stop)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", reg.Host)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.cs = append(p.cs, c, u)
+			p.mu.Unlock()
+			go func() {
+				io.Copy(u, c)
+				u.Close()
+			}()
+			go func() {
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := u.Read(buf)
+					if n > 0 {
+						p.mu.Lock()
+						over := p.limit >= 0 && p.n+int64(n) > p.limit
+						if !over {
+							p.n += int64(n)
+						}
+						p.mu.Unlock()
+						if over {
+							p.once.Do(func() { close(p.stalled) })
+							return // forwards nothing more; the connection hangs
+						}
+						if _, err := c.Write(buf[:n]); err != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				c.Close()
+			}()
+		}
+	}()
+	return p
+}
+
+// sent is the bytes the registry sent through the proxy.
+func (p *stallProxy) sent() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
+func (p *stallProxy) stop() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.cs {
+		c.Close()
+	}
+	p.cs = nil
+}
+
+// killedPull starts roost pull ref and kills it (SIGKILL, no chance to
+// clean up) once the proxy has stalled it mid-download.
+func killedPull(t *testing.T, e *roostEnv, p *stallProxy, ref string) {
+	t.Helper()
+	cmd := exec.Command(roostBin, "pull", ref)
+	cmd.Env = e.environ()
+	cmd.Dir = e.dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-p.stalled:
+	case err := <-done:
+		t.Fatalf("pull ended (%v) before the proxy stalled it:\n%s", err, out.String())
+	case <-time.After(commandTimeout):
+		t.Fatalf("pull did not reach the proxy's limit in %v", commandTimeout)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+	p.stop()
+}
+
+// layerBytes is the size of the layer blobs of ref's manifest in reg.
+func layerBytes(t *testing.T, reg *testRegistry, repo, tag string) int64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+reg.Host+"/v2/"+repo+"/manifests/"+tag, nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m struct{ Layers []struct{ Size int64 } }
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil || len(m.Layers) == 0 {
+		t.Fatalf("manifest of %s:%s: %v (%d layers)", repo, tag, err, len(m.Layers))
+	}
+	var n int64
+	for _, l := range m.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+// kept lists the downloads the store keeps for resuming.
+func (e *roostEnv) kept() []string {
+	var out []string
+	for _, n := range e.dirNames("tmp") {
+		if strings.HasPrefix(n, "partial-") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestPullResumeKilled: roost killed mid-pull of a large layer leaves no
+// image but keeps what it downloaded; the next pull continues it with a Range
+// request (the registry sends less than the layer) and completes; prune
+// deletes a kept download.
+func TestPullResumeKilled(t *testing.T) {
+	t.Parallel()
+	reg := startRegistry(t, "")
+	e := newRoost(t)
+	ref := reg.Host + "/resume/big:1"
+	bigBusybox(t, e, ref, 40<<20)
+	e.ok("push", "-q", ref)
+	total := layerBytes(t, reg, "resume/big", "1")
+
+	e2 := newRoost(t)
+	p := newStallProxy(t, reg, 12<<20)
+	killedPull(t, e2, p, p.Host+"/resume/big:1")
+	if ids := e2.imageIDs(); len(ids) != 0 {
+		t.Errorf("a killed pull left images %v", ids)
+	}
+	if k := e2.kept(); len(k) != 1 {
+		t.Fatalf("a killed pull kept %v, want one download", k)
+	}
+	p2 := newStallProxy(t, reg, -1)
+	ref2 := p2.Host + "/resume/big:1"
+	if out := e2.ok("pull", "-q", ref2); out != ref2+"\n" {
+		t.Errorf("resumed pull printed %q", out)
+	}
+	if n := p2.sent(); n >= total {
+		t.Errorf("resumed pull got %d bytes from the registry, not less than the layers' %d", n, total)
+	} else {
+		t.Logf("resumed pull got %d of the layers' %d bytes", n, total)
+	}
+	if got := e2.ok("run", "--rm", ref2, "cat", "/etc/os-release"); got != osRelease {
+		t.Errorf("run of the resumed image printed %q", got)
+	}
+	if k := e2.kept(); len(k) != 0 {
+		t.Errorf("a completed pull left %v", k)
+	}
+
+	e3 := newRoost(t)
+	p3 := newStallProxy(t, reg, 12<<20)
+	killedPull(t, e3, p3, p3.Host+"/resume/big:1")
+	if len(e3.kept()) == 0 {
+		t.Fatal("a killed pull kept nothing")
+	}
+	e3.ok("image", "prune", "-f")
+	if k := e3.kept(); len(k) != 0 {
+		t.Errorf("image prune left %v", k)
 	}
 }

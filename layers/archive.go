@@ -35,6 +35,7 @@ type storedImage struct {
 	manifest []byte
 	config   []byte
 	m        *v1.Manifest
+	diffIDs  []v1.Hash
 }
 
 var _ partial.CompressedImageCore = (*storedImage)(nil)
@@ -46,22 +47,29 @@ func (si *storedImage) MediaType() (types.MediaType, error) {
 }
 
 func (si *storedImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	for _, d := range si.m.Layers {
+	for i, d := range si.m.Layers {
 		if d.Digest == h {
-			return &storedLayer{s: si.s, desc: d}, nil
+			return &storedLayer{s: si.s, desc: d, diffID: si.diffIDs[i]}, nil
 		}
 	}
 	return nil, fmt.Errorf("layer %s is not in image %s: %w", h, si.img.ID, ErrNotFound)
 }
 
 // storedLayer serves a manifest layer from a kept blob, or from the
-// uncompressed layer when the manifest names it by its diff ID.
+// uncompressed layer when the manifest names it by its diff ID. A pulled
+// layer's compressed blob is not kept: Compressed then fails with
+// errBlobNotKept.
 type storedLayer struct {
-	s    *Store
-	desc v1.Descriptor
+	s      *Store
+	desc   v1.Descriptor
+	diffID v1.Hash
 }
 
 var _ partial.CompressedLayer = (*storedLayer)(nil)
+
+// errBlobNotKept says that the store has a layer only uncompressed, not as
+// the compressed blob its manifest names.
+var errBlobNotKept = errors.New("compressed blob not kept")
 
 func (l *storedLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
 func (l *storedLayer) Size() (int64, error)                { return l.desc.Size, nil }
@@ -74,20 +82,82 @@ func (l *storedLayer) Compressed() (io.ReadCloser, error) {
 		}
 		return &verifyingReader{f: f, h: sha256.New(), want: l.desc.Digest, what: "blob"}, nil
 	}
-	return l.s.OpenLayer(l.desc.Digest)
+	if l.desc.Digest != l.diffID {
+		return nil, fmt.Errorf("layer %s: %w", l.desc.Digest, errBlobNotKept)
+	}
+	return l.s.OpenLayer(l.diffID)
 }
 
-// V1Image returns the stored image as a go-containerregistry image.
+// V1Image returns the stored image as a go-containerregistry image, with
+// the manifest as stored: the registry's, for a pulled image, whose layers'
+// compressed blobs the store does not keep (see storedLayer).
 func (s *Store) V1Image(img *Image) (v1.Image, error) {
 	m, mb, err := s.Manifest(img)
 	if err != nil {
 		return nil, err
 	}
-	_, cb, err := s.Config(img.ID)
+	return s.v1Image(img, m, mb)
+}
+
+func (s *Store) v1Image(img *Image, m *v1.Manifest, mb []byte) (v1.Image, error) {
+	cf, cb, err := s.Config(img.ID)
 	if err != nil {
 		return nil, err
 	}
-	return partial.CompressedToImage(&storedImage{s: s, img: img, manifest: mb, config: cb, m: m})
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.ID, len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	return partial.CompressedToImage(&storedImage{s: s, img: img, manifest: mb, config: cb, m: m, diffIDs: cf.RootFS.DiffIDs})
+}
+
+// portableManifest is the image's manifest with every layer whose
+// compressed blob the store does not keep named by its uncompressed layer
+// instead, as docker save writes them: a manifest all of whose layers the
+// store can serve.
+func (s *Store) portableManifest(img *Image) (*v1.Manifest, []byte, error) {
+	m, mb, err := s.Manifest(img)
+	if err != nil {
+		return nil, nil, err
+	}
+	cf, _, err := s.Config(img.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, nil, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.ID, len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	changed := false
+	for i, d := range m.Layers {
+		diffID := cf.RootFS.DiffIDs[i]
+		if d.Digest == diffID || s.HasBlob(d.Digest) {
+			continue
+		}
+		size, err := s.LayerSize(diffID)
+		if err != nil {
+			return nil, nil, err
+		}
+		mt := types.OCIUncompressedLayer
+		if m.MediaType == types.DockerManifestSchema2 {
+			mt = types.DockerUncompressedLayer
+		}
+		m.Layers[i] = v1.Descriptor{MediaType: mt, Size: size, Digest: diffID}
+		changed = true
+	}
+	if changed {
+		if mb, err = json.Marshal(m); err != nil {
+			return nil, nil, err
+		}
+	}
+	return m, mb, nil
+}
+
+// portableImage is V1Image with the portable manifest.
+func (s *Store) portableImage(img *Image) (v1.Image, error) {
+	m, mb, err := s.portableManifest(img)
+	if err != nil {
+		return nil, err
+	}
+	return s.v1Image(img, m, mb)
 }
 
 // SaveOptions says what Save writes.
@@ -106,7 +176,7 @@ func (s *Store) Save(w io.Writer, o SaveOptions) error {
 		if err != nil {
 			return err
 		}
-		vi, err := s.V1Image(img)
+		vi, err := s.portableImage(img)
 		if err != nil {
 			return err
 		}
@@ -179,18 +249,19 @@ func (s *Store) writeOCIArchive(w io.Writer, entries []saveEntry) error {
 	written := map[v1.Hash]bool{}
 	index := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	for _, e := range entries {
-		m, mb, err := s.Manifest(e.img)
+		m, mb, err := s.portableManifest(e.img)
 		if err != nil {
 			return err
 		}
-		_, cb, err := s.Config(e.img.ID)
+		cf, cb, err := s.Config(e.img.ID)
 		if err != nil {
 			return err
 		}
+		md := sha256Of(mb)
 		for _, blob := range []struct {
 			h v1.Hash
 			b []byte
-		}{{e.img.ID, cb}, {e.img.Manifest, mb}} {
+		}{{e.img.ID, cb}, {md, mb}} {
 			if !written[blob.h] {
 				if err := putBytes("blobs/sha256/"+blob.h.Hex, blob.b); err != nil {
 					return err
@@ -198,11 +269,11 @@ func (s *Store) writeOCIArchive(w io.Writer, entries []saveEntry) error {
 				written[blob.h] = true
 			}
 		}
-		for _, d := range m.Layers {
+		for i, d := range m.Layers {
 			if written[d.Digest] {
 				continue
 			}
-			rc, err := (&storedLayer{s: s, desc: d}).Compressed()
+			rc, err := (&storedLayer{s: s, desc: d, diffID: cf.RootFS.DiffIDs[i]}).Compressed()
 			if err != nil {
 				return err
 			}
@@ -213,7 +284,7 @@ func (s *Store) writeOCIArchive(w io.Writer, entries []saveEntry) error {
 			}
 			written[d.Digest] = true
 		}
-		desc := v1.Descriptor{MediaType: m.MediaType, Size: int64(len(mb)), Digest: e.img.Manifest}
+		desc := v1.Descriptor{MediaType: m.MediaType, Size: int64(len(mb)), Digest: md}
 		if len(e.tags) == 0 {
 			index.Manifests = append(index.Manifests, desc)
 		}

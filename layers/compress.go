@@ -19,12 +19,15 @@ import (
 // tools expect compressed layers, and pushing the image again sends the same
 // bytes, so its digest stays. Images already compressed, and images that
 // came from a registry (RepoDigests: their manifest is the registry's, and a
-// push must keep its digest) are returned as they are.
+// push must keep its digest) are returned as they are, unless recompress:
+// then every layer whose compressed blob the store does not keep (a pulled
+// image's) is compressed again, as Docker does when pushing such an image
+// to a registry that cannot get the blob otherwise.
 //
 // undo puts the store back as it was (a push that failed changes nothing).
-func (s *Store) compressLayers(img *Image) (_ *Image, undo func(), err error) {
+func (s *Store) compressLayers(img *Image, recompress bool) (_ *Image, undo func(), err error) {
 	undo = func() {}
-	if len(img.RepoDigests) > 0 {
+	if len(img.RepoDigests) > 0 && !recompress {
 		return img, undo, nil
 	}
 	var created []v1.Hash
@@ -39,11 +42,29 @@ func (s *Store) compressLayers(img *Image) (_ *Image, undo func(), err error) {
 	if err != nil {
 		return nil, undo, err
 	}
-	need := false
-	for _, d := range m.Layers {
-		if !d.MediaType.IsDistributable() || d.MediaType == types.OCIUncompressedLayer || d.MediaType == types.DockerUncompressedLayer {
-			need = need || !s.HasBlob(d.Digest)
+	cf, _, err := s.Config(img.ID)
+	if err != nil {
+		return nil, undo, err
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, undo, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.ID, len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	uncompressed := func(d v1.Descriptor) bool {
+		return d.MediaType == types.OCIUncompressedLayer || d.MediaType == types.DockerUncompressedLayer
+	}
+	// compress says which layers get a new gzip blob.
+	compress := func(i int, d v1.Descriptor) bool {
+		if s.HasBlob(d.Digest) {
+			return false
 		}
+		if d.Digest == cf.RootFS.DiffIDs[i] {
+			return uncompressed(d)
+		}
+		return recompress
+	}
+	need := false
+	for i, d := range m.Layers {
+		need = need || compress(i, d)
 	}
 	if !need {
 		return img, undo, nil
@@ -58,10 +79,10 @@ func (s *Store) compressLayers(img *Image) (_ *Image, undo func(), err error) {
 		gz = types.DockerLayer
 	}
 	for i, d := range m.Layers {
-		if s.HasBlob(d.Digest) || (d.MediaType != types.OCIUncompressedLayer && d.MediaType != types.DockerUncompressedLayer) {
+		if !compress(i, d) {
 			continue
 		}
-		digest, size, err := s.putGzipBlob(d.Digest)
+		digest, size, err := s.putGzipBlob(cf.RootFS.DiffIDs[i])
 		if err != nil {
 			return nil, undo, err
 		}

@@ -3,12 +3,15 @@
 //
 // On disk, under the storage root:
 //
-//	blobs/sha256/<hex>          manifests, configs and (when kept) compressed layer blobs
+//	blobs/sha256/<hex>          manifests, configs and the gzip blobs of layers made here
+//	                            (a pulled layer's compressed blob is not kept: see remote.go)
 //	layers/<hex>/layer.tar      one read-only layer as its uncompressed tar; <hex> is its diff ID
 //	layers/<hex>/index          the layer's index: every tar entry's header and data offset
 //	images/<hex>.json           an image record; <hex> is the image ID (the config digest)
 //	images/repositories.json    tags: normalized reference -> image ID
 //	tmp/                        temp files of writes in progress; prune removes leftovers
+//	tmp/partial-<hex>           a large blob's download kept for an interrupted pull to
+//	                            continue; it outlives failed pulls, prune removes it
 //	gc.lock, meta.lock          flock files
 //
 // What must hold:

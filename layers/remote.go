@@ -1,7 +1,6 @@
 package layers
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -34,11 +33,18 @@ import (
 // and Logout. The protocol itself (token and basic auth, manifest lists,
 // retries, existence checks, cross-repository mounts) is go-containerregistry's.
 //
-// A pulled image keeps the registry's manifest and config bytes and, for
-// compressed layers, the compressed blobs, so that pushing an unchanged image
-// reproduces the manifest digest it was pulled by. A layer is downloaded at
-// most once: the compressed stream is hashed into blobs/sha256 and, in the
-// same pass, decompressed into layers/<diffid>; both digests must verify.
+// A pulled image keeps the registry's manifest and config bytes, but not the
+// compressed layer blobs: as Docker does, the store keeps only the
+// uncompressed layer the union filesystem serves, and the manifest names
+// each blob's digest, size and media type, with the repository it came from
+// in RepoDigests. A layer is downloaded at most once: the compressed stream
+// is hashed and, in the same pass, decompressed into layers/<diffid>; both
+// digests must verify. Pushing the image back to a registry that has the
+// blobs, or can mount them from the repository they came from, reproduces
+// the manifest digest; elsewhere the layers are compressed again.
+//
+// A large layer's download is kept in tmp/partial-<hex> as it arrives, so
+// that a pull interrupted (even killed) continues it with a Range request.
 
 // RemoteOptions say how to reach registries. The zero value pulls the host's
 // platform with Docker's credentials.
@@ -171,10 +177,11 @@ func (s *Store) Pull(ctx context.Context, ref string, o RemoteOptions) (res *Pul
 
 func (s *Store) pull(ctx context.Context, r name.Reference, want v1.Platform, explicit bool, o RemoteOptions) (*PullResult, error) {
 	rp := newReporter(o.Progress)
-	desc, err := o.get(ctx, r)
+	desc, from, err := o.get(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	blobs := &blobFetcher{o: o, repo: from.Context()}
 	var img v1.Image
 	switch mt := desc.MediaType; {
 	case mt.IsIndex():
@@ -247,7 +254,7 @@ func (s *Store) pull(ctx context.Context, r name.Reference, want v1.Platform, ex
 				return
 			}
 			defer func() { <-sem }()
-			if err := s.fetchLayer(ctx, img, j.desc, j.diffID, rp); err != nil {
+			if err := s.fetchLayer(ctx, img, blobs, j.desc, j.diffID, rp); err != nil {
 				errs[i] = err
 				cancel()
 			}
@@ -278,8 +285,9 @@ func (s *Store) pull(ctx context.Context, r name.Reference, want v1.Platform, ex
 	return &PullResult{ID: id, Digest: desc.Digest, Reference: r, UpToDate: upToDate}, nil
 }
 
-// get fetches the descriptor ref points at, from a mirror when one answers.
-func (o RemoteOptions) get(ctx context.Context, r name.Reference) (*remote.Descriptor, error) {
+// get fetches the descriptor ref points at, from a mirror when one answers;
+// from is the reference that answered.
+func (o RemoteOptions) get(ctx context.Context, r name.Reference) (desc *remote.Descriptor, from name.Reference, err error) {
 	for _, m := range o.Mirrors[registry(r.Context())] {
 		host, insecure := mirrorHost(m)
 		mr, err := name.ParseReference(host+"/"+r.Context().RepositoryStr()+sep(r)+r.Identifier(), o.nameOpts(host, insecure)...)
@@ -287,14 +295,15 @@ func (o RemoteOptions) get(ctx context.Context, r name.Reference) (*remote.Descr
 			continue
 		}
 		if d, err := remote.Get(mr, o.remoteOpts(ctx)...); err == nil {
-			return d, nil
+			return d, mr, nil
 		}
 	}
 	rr, err := o.reference(r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return remote.Get(rr, o.remoteOpts(ctx)...)
+	desc, err = remote.Get(rr, o.remoteOpts(ctx)...)
+	return desc, rr, err
 }
 
 // mirrorHost strips a mirror's scheme; http:// marks it insecure.
@@ -335,10 +344,7 @@ func (o RemoteOptions) insecure(host string) bool {
 }
 
 func (o RemoteOptions) remoteOpts(ctx context.Context) []remote.Option {
-	kc := o.Keychain
-	if kc == nil {
-		kc = authn.NewMultiKeychain(fileKeychain{path: o.authFile()}, authn.DefaultKeychain)
-	}
+	kc := o.keychain()
 	jobs := o.Jobs
 	if jobs <= 0 {
 		jobs = defaultJobs
@@ -350,6 +356,14 @@ func (o RemoteOptions) remoteOpts(ctx context.Context) []remote.Option {
 		remote.WithUserAgent("roost"),
 	}
 	return append(opts, remote.WithTransport(o.transport()))
+}
+
+// keychain is o.Keychain, or roost's credentials file, then Docker's.
+func (o RemoteOptions) keychain() authn.Keychain {
+	if o.Keychain != nil {
+		return o.Keychain
+	}
+	return authn.NewMultiKeychain(fileKeychain{path: o.authFile()}, authn.DefaultKeychain)
 }
 
 // pickPlatform picks the image for want from a manifest list or OCI index.
@@ -413,23 +427,22 @@ func sha256Of(b []byte) v1.Hash {
 }
 
 // hasPulledLayer reports whether a manifest layer needs no download: the
-// layer is stored and so is its blob, unless the blob is the layer itself.
-// A layer stored without its compressed blob (by import or load) is fetched
-// again so that a later push can send the registry's exact bytes.
-func (s *Store) hasPulledLayer(d v1.Descriptor, diffID v1.Hash) bool {
-	return s.HasLayer(diffID) && (d.Digest == diffID || s.HasBlob(d.Digest))
+// uncompressed layer is stored, whatever brought it (a pull, an import, a
+// load); a push finds its blob in the registry or compresses it again.
+func (s *Store) hasPulledLayer(_ v1.Descriptor, diffID v1.Hash) bool {
+	return s.HasLayer(diffID)
 }
 
 // fetchLayer downloads one layer into the store, retrying transfers that
-// break off.
-func (s *Store) fetchLayer(ctx context.Context, img v1.Image, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
+// break off; a retry continues a large layer where the last try stopped.
+func (s *Store) fetchLayer(ctx context.Context, img v1.Image, blobs *blobFetcher, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
 	l, err := img.LayerByDigest(d.Digest)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", d.Digest, err)
 	}
 	const attempts = 3
 	for try := 1; ; try++ {
-		err = s.fetchLayerOnce(ctx, l, d, diffID, rp)
+		err = s.fetchLayerOnce(ctx, l, blobs, d, diffID, rp)
 		if err != nil && try > 1 {
 			err = fmt.Errorf("%w (download tried %d times)", err, try)
 		}
@@ -453,6 +466,9 @@ func (s *Store) fetchLayer(ctx context.Context, img v1.Image, d v1.Descriptor, d
 // retryable reports whether a failed layer download may succeed again: the
 // connection broke, not the content or the request.
 func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() == nil && errors.Is(err, errPartialBad) {
+		return true
+	}
 	if ctx.Err() != nil || errors.Is(err, ErrCorrupt) {
 		return false
 	}
@@ -465,28 +481,76 @@ func retryable(ctx context.Context, err error) bool {
 		strings.Contains(err.Error(), "connection reset")
 }
 
-func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
-	rc, err := l.Compressed()
+func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, blobs *blobFetcher, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
+	var part *partialDownload
+	if d.Size >= resumeMin {
+		var err error
+		if part, err = s.openPartial(d.Digest); err != nil {
+			return err
+		}
+		defer part.close()
+	}
+	var body io.ReadCloser
+	var err error
+	if part != nil && part.size > d.Size {
+		err = part.restart()
+	}
+	resumed := part != nil && part.size > 0
+	switch {
+	case err != nil:
+	case resumed && part.size == d.Size:
+		body = io.NopCloser(strings.NewReader(""))
+	case resumed:
+		var from int64
+		body, from, err = blobs.fetchFrom(ctx, d.Digest, part.size)
+		if err == nil && from != part.size {
+			err = part.restart()
+		}
+	default:
+		var rc io.ReadCloser
+		if rc, err = l.Compressed(); err == nil {
+			body = struct {
+				io.Reader
+				io.Closer
+			}{corruptReader{rc}, rc}
+		}
+	}
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
-	pr := &progressReader{r: corruptReader{rc}, total: d.Size, report: func(n int64) {
+	defer body.Close()
+	stop := context.AfterFunc(ctx, func() { body.Close() })
+	defer stop()
+	var r io.Reader = body
+	if part != nil {
+		r = part.reader(body)
+	}
+	pr := &progressReader{r: r, total: d.Size, report: func(n int64) {
 		rp.report(Progress{Digest: d.Digest, Status: StatusDownloading, Current: n, Total: d.Size})
 	}}
-	stop := context.AfterFunc(ctx, func() { rc.Close() })
-	defer stop()
-	err = s.putPulledLayer(pr, d, diffID, func() {
+	srcErr, err := s.putPulledLayer(pr, d, diffID, func() {
 		rp.report(Progress{Digest: d.Digest, Status: StatusVerifying})
 	})
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if err == nil {
+	switch {
+	case err == nil:
+		part.remove()
 		rp.report(Progress{Digest: d.Digest, Status: StatusDownloaded})
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case resumed && errors.Is(err, ErrCorrupt):
+		// The kept bytes were bad (a crash lost some): start again.
+		part.remove()
+		return fmt.Errorf("%w: %w", errPartialBad, err)
+	case !srcErr || errors.Is(err, ErrCorrupt):
+		// What was kept is of no use again.
+		part.remove()
 	}
 	return err
 }
+
+// errPartialBad says that a download continued from kept bytes did not
+// verify; they are deleted, and a new try starts from the beginning.
+var errPartialBad = errors.New("the kept part of an interrupted download was damaged")
 
 // corruptReader turns go-containerregistry's digest and size checks of a
 // fetched blob into ErrCorrupt.
@@ -512,34 +576,38 @@ var (
 	verifySizeErr   = regexp.MustCompile(`verifying size; got (\d+), want (\d+)`)
 )
 
-// putPulledLayer stores a layer as fetched: its blob (unless it is the
-// uncompressed layer itself) and its uncompressed tar, in one pass over r.
-// Both the blob digest and the diff ID must verify; the error names the one
-// that does not.
-func (s *Store) putPulledLayer(r io.Reader, d v1.Descriptor, diffID v1.Hash, verifying func()) error {
-	if d.Digest == diffID {
-		got, _, err := s.PutLayer(r)
-		if err != nil {
-			return err
-		}
-		verifying()
-		if got != diffID {
-			return fmt.Errorf("%w: it hashes to %s", ErrCorrupt, got)
-		}
-		return nil
-	}
+// putPulledLayer stores the uncompressed layer of a fetched blob (or the
+// blob itself when it is the uncompressed layer), in one pass over r: one
+// goroutine reads and hashes the blob, another decompresses, indexes and
+// writes the layer. The blob's size and digest and the layer's diff ID must
+// verify; the error names the one that does not. fromSource says the error
+// came from reading r (a download that broke off or sent bad bytes).
+func (s *Store) putPulledLayer(r io.Reader, d v1.Descriptor, diffID v1.Hash, verifying func()) (fromSource bool, err error) {
 	pr, pw := io.Pipe()
-	blobErr := make(chan error, 1)
+	readErr := make(chan error, 1)
 	go func() {
-		err := s.PutBlobFrom(io.TeeReader(r, pw), d.Digest)
+		h := sha256.New()
+		buf := make([]byte, 1<<20)
+		n, err := io.CopyBuffer(pw, io.TeeReader(io.LimitReader(r, d.Size+1), h), buf)
+		if err == nil {
+			switch got := hashOf(h); {
+			case n != d.Size:
+				err = fmt.Errorf("%w: the registry sent %d bytes or more, the manifest says %d", ErrCorrupt, n, d.Size)
+			case got != d.Digest:
+				err = fmt.Errorf("%w (it hashes to %s)", ErrCorrupt, got)
+			}
+		}
 		pw.CloseWithError(err)
-		blobErr <- err
+		readErr <- err
 	}()
 	var got v1.Hash
-	dr, err := Decompress(pr)
+	var lr io.Reader = pr
+	if d.Digest != diffID {
+		lr, err = Decompress(pr)
+	}
 	if err == nil {
-		got, _, err = s.PutLayer(dr)
-		if c, ok := dr.(io.Closer); ok {
+		got, _, err = s.PutLayer(lr)
+		if c, ok := lr.(io.Closer); ok && lr != io.Reader(pr) {
 			c.Close()
 		}
 	}
@@ -548,80 +616,26 @@ func (s *Store) putPulledLayer(r io.Reader, d v1.Descriptor, diffID v1.Hash, ver
 		_, err = io.Copy(io.Discard, pr)
 	}
 	if err != nil {
-		pr.CloseWithError(err)
+		pr.CloseWithError(errLayerFailed)
 	} else {
 		pr.Close()
 	}
-	berr := <-blobErr
+	rerr := <-readErr
 	verifying()
 	switch {
-	case err != nil && (berr == nil || errors.Is(berr, err)):
-		// The layer failed first; the blob failed because of it.
-		return err
-	case berr != nil:
-		return berr
+	case rerr != nil && rerr != errLayerFailed:
+		// The blob failed first; the layer failed because of it.
+		return true, rerr
+	case err != nil:
+		return false, err
 	case got != diffID:
-		return fmt.Errorf("%w: its content hashes to %s, the image config says %s", ErrCorrupt, got, diffID)
+		return false, fmt.Errorf("%w: its content hashes to %s, the image config says %s", ErrCorrupt, got, diffID)
 	}
-	return nil
+	return false, nil
 }
 
-// PutBlobFrom stores the blob read from r under the digest want: it hashes
-// while copying to a temp file, syncs it and renames it into place, and fails
-// with ErrCorrupt, keeping nothing, when the content does not hash to want.
-// Idempotent. The caller must hold the writer lock (see writing).
-func (s *Store) PutBlobFrom(r io.Reader, want v1.Hash) (err error) {
-	if want.Algorithm != "sha256" {
-		return fmt.Errorf("store blob %s: unsupported digest algorithm", want)
-	}
-	f, err := s.tempFile("blob-")
-	if err != nil {
-		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	h := sha256.New()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	er := &errReader{r: r}
-	_, err = io.Copy(io.MultiWriter(bw, h), er)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
-		f.Close()
-		if er.err != nil {
-			return er.err // the source failed: nothing to say about the store
-		}
-		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	if err := closeSynced(f); err != nil {
-		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	if got := hashOf(h); got != want {
-		return fmt.Errorf("blob %s: %w (it hashes to %s)", want, ErrCorrupt, got)
-	}
-	if err := os.Rename(f.Name(), s.blobPath(want)); err != nil {
-		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	return nil
-}
-
-// errReader remembers its reader's failure.
-type errReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF {
-		e.err = err
-	}
-	return n, err
-}
+// errLayerFailed stops the reading of a blob whose layer could not be stored.
+var errLayerFailed = errors.New("layer not stored")
 
 // addPulledImage stores an image as a registry serves it: its config and
 // manifest bytes unchanged, its layers already in the store. It points tags
@@ -734,16 +748,29 @@ func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushRes
 	return res, nil
 }
 
+// push sends the image as stored. When the registry lacks a layer whose
+// compressed blob the store did not keep (a pulled image's, pushed to
+// another registry) and cannot mount it, the layers are compressed again and
+// the image pushed with that manifest, whose digest differs; those blobs are
+// not kept, so the image stays the registry's for the next push.
 func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
-	img, undo, err := s.compressLayers(img)
+	cimg, undo, err := s.compressLayers(img, false)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.pushImage(ctx, r, img, o)
+	res, err := s.pushImage(ctx, r, cimg, o)
 	if err != nil {
 		undo() // a failed push leaves the store as it was
 	}
-	return res, err
+	if !errors.Is(err, errBlobNotKept) {
+		return res, err
+	}
+	cimg, undo, err = s.compressLayers(img, true)
+	if err != nil {
+		return nil, err
+	}
+	defer undo()
+	return s.pushImage(ctx, r, cimg, o)
 }
 
 func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {

@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -20,6 +22,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -320,18 +323,19 @@ func TestPullCompressions(t *testing.T) {
 	s := newStore(t)
 	pull(t, s, tr.ref("comp/app:1"), testOptions())
 	stored := wantStored(t, s, tr.ref("comp/app:1"), img)
-	// The compressed blobs are kept; the uncompressed layer is its own blob.
+	// Only the uncompressed layers are kept, as Docker keeps them; the
+	// uncompressed layer is not stored twice.
 	for _, l := range []v1.Layer{gl, zl} {
 		d, _ := l.Digest()
-		if !s.HasBlob(d) {
-			t.Errorf("compressed blob %s not kept", d)
+		if s.HasBlob(d) {
+			t.Errorf("compressed blob %s kept besides its layer", d)
 		}
 	}
 	ud, _ := ul.Digest()
 	if s.HasBlob(ud) {
 		t.Errorf("uncompressed layer %s stored twice, as a blob too", ud)
 	}
-	// Push elsewhere: the same bytes, the same digest.
+	// Push back: the registry has the blobs, the digest stays.
 	res, err := s.Push(context.Background(), tr.ref("comp/app:1"), testOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -596,8 +600,10 @@ func basicAuth(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func TestLoginLogout(t *testing.T) {
-	cfgDir := t.TempDir()
-	t.Setenv("DOCKER_CONFIG", cfgDir)
+	dockerDir, xdg := t.TempDir(), t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dockerDir)
+	t.Setenv("XDG_CONFIG_HOME", xdg)
+	authFile := filepath.Join(xdg, "roost", "auth.json")
 	tr := newTestRegistry(t)
 	tr.put("a/b:1", randomImage(t, 1))
 	tr.setIntercept(basicAuth)
@@ -605,8 +611,8 @@ func TestLoginLogout(t *testing.T) {
 	if _, err := Login(ctx, tr.host, "user", "wrong", RemoteOptions{}); err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Errorf("login with a wrong password: %v, want unauthorized", err)
 	}
-	if _, err := os.Stat(filepath.Join(cfgDir, "config.json")); err == nil {
-		t.Error("a failed login wrote config.json")
+	if _, err := os.Stat(authFile); err == nil {
+		t.Error("a failed login wrote auth.json")
 	}
 	s := newStore(t)
 	_, err := s.Pull(ctx, tr.ref("a/b:1"), RemoteOptions{})
@@ -616,14 +622,17 @@ func TestLoginLogout(t *testing.T) {
 	if _, err := Login(ctx, tr.host, "user", "secret", RemoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(cfgDir, "config.json"))
+	if _, err := os.Stat(filepath.Join(dockerDir, "config.json")); err == nil {
+		t.Error("login wrote Docker's config.json")
+	}
+	fi, err := os.Stat(authFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("config.json mode %v, want 0600", fi.Mode().Perm())
+		t.Errorf("auth.json mode %v, want 0600", fi.Mode().Perm())
 	}
-	b, _ := os.ReadFile(filepath.Join(cfgDir, "config.json"))
+	b, _ := os.ReadFile(authFile)
 	var cf struct {
 		Auths map[string]struct{ Auth string }
 	}
@@ -631,7 +640,7 @@ func TestLoginLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := cf.Auths[tr.host].Auth; got != base64.StdEncoding.EncodeToString([]byte("user:secret")) {
-		t.Errorf("config.json auths[%s] = %q, want base64 user:secret; file: %s", tr.host, got, b)
+		t.Errorf("auth.json auths[%s] = %q, want base64 user:secret; file: %s", tr.host, got, b)
 	}
 	// The default keychain reads it.
 	pull(t, s, tr.ref("a/b:1"), RemoteOptions{})
@@ -645,6 +654,12 @@ func TestLoginLogout(t *testing.T) {
 	if _, err := newStore(t).Pull(ctx, tr.ref("a/b:1"), RemoteOptions{}); err == nil {
 		t.Error("pull after logout succeeded")
 	}
+	// Docker's config.json is read when roost's file has nothing.
+	docker := fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, tr.host, base64.StdEncoding.EncodeToString([]byte("user:secret")))
+	if err := os.WriteFile(filepath.Join(dockerDir, "config.json"), []byte(docker), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pull(t, newStore(t), tr.ref("a/b:1"), RemoteOptions{})
 }
 
 func TestPullMirror(t *testing.T) {
@@ -794,4 +809,289 @@ func TestPushDockerHubNamespace(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPushRecompresses: a pulled image keeps no compressed blobs; pushed to
+// another registry, which has none of them and cannot mount them, its layers
+// are compressed again (the digest changes, as with Docker), and the store
+// is left as it was, so that a push back to the first registry keeps the
+// digest.
+func TestPushRecompresses(t *testing.T) {
+	src, dst := newTestRegistry(t), newTestRegistry(t)
+	zb := tarOf(t, "zstd.txt", strings.Repeat("zstd ", 1000))
+	zl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(zb)), nil },
+		tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(randomImage(t, 2), zl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := src.put("a/app:1", img)
+	s := newStore(t)
+	pull(t, s, src.ref("a/app:1"), testOptions())
+	if err := s.Tag(src.ref("a/app:1"), *mustTag(t, dst.ref("b/app:2"))); err != nil {
+		t.Fatal(err)
+	}
+	before := storeTree(t, s)
+	res, err := s.Push(context.Background(), dst.ref("b/app:2"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest == d {
+		t.Errorf("push to another registry kept digest %s, though the zstd layer went out as gzip", d)
+	}
+	r, _ := name.ParseReference(dst.ref("b/app:2"))
+	pushed, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pd, _ := pushed.Digest(); pd != res.Digest {
+		t.Errorf("registry has %s, push said %s", pd, res.Digest)
+	}
+	want, _ := img.ConfigName()
+	if cn, _ := pushed.ConfigName(); cn != want {
+		t.Errorf("pushed config %s, want the image's %s", cn, want)
+	}
+	wantLayers, _ := img.Layers()
+	gotLayers, err := pushed.Layers()
+	if err != nil || len(gotLayers) != len(wantLayers) {
+		t.Fatalf("pushed image has %d layers (%v), want %d", len(gotLayers), err, len(wantLayers))
+	}
+	for i, l := range gotLayers {
+		mt, _ := l.MediaType()
+		if mt != types.OCILayer && mt != types.DockerLayer {
+			t.Errorf("pushed layer %d is %s, want gzip", i, mt)
+		}
+		// The registry verifies the blob digest; the content must be the layer's.
+		got, err := l.DiffID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := l.Uncompressed()
+		h := sha256.New()
+		if _, err := io.Copy(h, rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		wd, _ := wantLayers[i].DiffID()
+		if hashOf(h) != wd || got != wd {
+			t.Errorf("pushed layer %d holds %s (config says %s), want %s", i, hashOf(h), got, wd)
+		}
+	}
+	// The store is as it was but for the new RepoDigest.
+	stored, _ := s.Resolve(dst.ref("b/app:2"))
+	if want := dst.ref("b/app@") + res.Digest.String(); !contains(stored.RepoDigests, want) {
+		t.Errorf("RepoDigests %v lack %s", stored.RepoDigests, want)
+	}
+	after := storeTree(t, s)
+	if diff := cmp.Diff(withoutRecords(before), withoutRecords(after)); diff != "" {
+		t.Errorf("push changed the store's blobs or layers (-before +after):\n%s", diff)
+	}
+	// Again: the same digest (gzip is deterministic), and back to the first
+	// registry: the registry's own digest.
+	again, err := s.Push(context.Background(), dst.ref("b/app:2"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest != res.Digest {
+		t.Errorf("second push digest %s, want %s", again.Digest, res.Digest)
+	}
+	back, err := s.Push(context.Background(), src.ref("a/app:1"), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Digest != d {
+		t.Errorf("push back to the first registry: digest %s, want the pulled %s", back.Digest, d)
+	}
+}
+
+// withoutRecords drops image records and tags from a storeTree listing.
+func withoutRecords(tree []string) []string {
+	var out []string
+	for _, l := range tree {
+		if !strings.HasPrefix(l, "/images") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// rangeServer serves one blob, honouring "Range: bytes=N-", and breaks
+// the connection after cut bytes of a response when cut > 0. It records the
+// Range of each request and the bytes it sent.
+type rangeServer struct {
+	body []byte
+	mu   sync.Mutex
+	cut  int
+	// onCut, when set, runs once a response is cut, before the connection drops.
+	onCut  func()
+	ranges []string
+	sent   int
+}
+
+func (rs *rangeServer) serve(w http.ResponseWriter, r *http.Request) {
+	rs.mu.Lock()
+	rs.ranges = append(rs.ranges, r.Header.Get("Range"))
+	cut, onCut := rs.cut, rs.onCut
+	rs.mu.Unlock()
+	var off int
+	if rg := r.Header.Get("Range"); rg != "" {
+		fmt.Sscanf(rg, "bytes=%d-", &off)
+	}
+	b := rs.body[off:]
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	if off > 0 {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, len(rs.body)-1, len(rs.body)))
+		w.WriteHeader(http.StatusPartialContent)
+	}
+	if cut > 0 && cut < len(b) {
+		b = b[:cut]
+	}
+	n, _ := w.Write(b)
+	rs.mu.Lock()
+	rs.sent += n
+	rs.mu.Unlock()
+	if cut > 0 && cut < len(rs.body)-off {
+		w.(http.Flusher).Flush()
+		if onCut != nil {
+			onCut()
+		}
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
+	}
+}
+
+func (rs *rangeServer) stats() (ranges []string, sent int) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return append([]string(nil), rs.ranges...), rs.sent
+}
+
+func (rs *rangeServer) reset(cut int, onCut func()) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.cut, rs.onCut, rs.ranges, rs.sent = cut, onCut, nil, 0
+}
+
+// largeLayerRegistry serves an image with one layer large enough that its
+// download is kept for resuming, through a rangeServer.
+func largeLayerRegistry(t *testing.T) (*testRegistry, *rangeServer, v1.Image, v1.Hash) {
+	t.Helper()
+	tr := newTestRegistry(t)
+	img, err := random.Image(resumeMin+(1<<20), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = withPlatform(t, img, "linux", HostPlatform().Architecture)
+	tr.put("big/app:1", img)
+	ls, _ := img.Layers()
+	ld, _ := ls[0].Digest()
+	rc, _ := ls[0].Compressed()
+	body, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &rangeServer{body: body}
+	tr.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+ld.String()) {
+			return false
+		}
+		rs.serve(w, r)
+		return true
+	})
+	return tr, rs, img, ld
+}
+
+// partials lists the kept downloads in the store's tmp/ with their sizes.
+func partials(t *testing.T, s *Store) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	ents, _ := os.ReadDir(filepath.Join(s.Root(), "tmp"))
+	for _, e := range ents {
+		if isPartial(e.Name()) {
+			fi, _ := e.Info()
+			out[e.Name()] = fi.Size()
+		}
+	}
+	return out
+}
+
+// TestPullResumes: a large layer's download that breaks off continues with
+// a Range request, within a pull (its retries) and across pulls (one
+// cancelled, as by ^C); no byte is fetched twice, an interrupted pull leaves
+// no image, and prune deletes what it kept.
+func TestPullResumes(t *testing.T) {
+	tr, rs, img, ld := largeLayerRegistry(t)
+	size := len(rs.body)
+	const cut = 6 << 20
+
+	// Every response breaks off after 6 MiB: each retry continues.
+	rs.reset(cut, nil)
+	s := newStore(t)
+	pull(t, s, tr.ref("big/app:1"), testOptions())
+	wantStored(t, s, tr.ref("big/app:1"), img)
+	ranges, sent := rs.stats()
+	want := []string{"", fmt.Sprintf("bytes=%d-", cut), fmt.Sprintf("bytes=%d-", 2*cut)}
+	if diff := cmp.Diff(want, ranges); diff != "" {
+		t.Errorf("requests' ranges (-want +got):\n%s", diff)
+	}
+	if sent != size {
+		t.Errorf("sent %d bytes for a %d-byte blob", sent, size)
+	}
+	if p := partials(t, s); len(p) != 0 {
+		t.Errorf("a completed pull kept %v", p)
+	}
+
+	// A pull cancelled mid-layer keeps what it got, and no image.
+	s2 := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.reset(cut, cancel)
+	if _, err := s2.Pull(ctx, tr.ref("big/app:1"), testOptions()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled pull: %v, want context.Canceled", err)
+	}
+	if imgs, _ := s2.Images(); len(imgs) != 0 {
+		t.Errorf("a cancelled pull left images %v", imgs)
+	}
+	kept := partials(t, s2)[partialPrefix+ld.Hex]
+	if kept == 0 || kept > cut {
+		t.Fatalf("cancelled pull kept %d bytes of %s, want some, at most %d (%v)", kept, ld, cut, partials(t, s2))
+	}
+	rs.reset(0, nil)
+	pull(t, s2, tr.ref("big/app:1"), testOptions())
+	wantStored(t, s2, tr.ref("big/app:1"), img)
+	ranges, sent = rs.stats()
+	if diff := cmp.Diff([]string{fmt.Sprintf("bytes=%d-", kept)}, ranges); diff != "" {
+		t.Errorf("resumed pull's ranges (-want +got):\n%s", diff)
+	}
+	if sent != size-int(kept) {
+		t.Errorf("resumed pull fetched %d bytes, want the %d not kept", sent, size-int(kept))
+	}
+
+	// Damaged kept bytes: the pull starts again from the beginning.
+	s3 := newStore(t)
+	if err := os.WriteFile(filepath.Join(s3.Root(), "tmp", partialPrefix+ld.Hex), make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs.reset(0, nil)
+	pull(t, s3, tr.ref("big/app:1"), testOptions())
+	wantStored(t, s3, tr.ref("big/app:1"), img)
+	if ranges, _ := rs.stats(); len(ranges) != 2 || ranges[0] != "bytes=1048576-" || ranges[1] != "" {
+		t.Errorf("pull over damaged kept bytes asked for %q, want a resume then the whole blob", ranges)
+	}
+
+	// Prune deletes kept downloads.
+	s4 := newStore(t)
+	ctx, cancel = context.WithCancel(context.Background())
+	rs.reset(cut, cancel)
+	s4.Pull(ctx, tr.ref("big/app:1"), testOptions())
+	if len(partials(t, s4)) == 0 {
+		t.Fatal("cancelled pull kept nothing")
+	}
+	if _, err := s4.Prune(false); err != nil {
+		t.Fatal(err)
+	}
+	wantEmptyStore(t, s4)
 }

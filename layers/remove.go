@@ -108,7 +108,8 @@ type PruneResult struct {
 }
 
 // Prune removes dangling images (those without tags), or with all every
-// image, then every layer, blob and temp file nothing references. It waits
+// image, then every layer, blob and temp file nothing references, and the
+// downloads kept for resuming an interrupted pull. It waits
 // for writers in progress to finish.
 func (s *Store) Prune(all bool) (*PruneResult, error) {
 	res := &PruneResult{}
@@ -154,8 +155,9 @@ func (s *Store) Prune(all bool) (*PruneResult, error) {
 }
 
 // collect deletes layers and blobs that no image record references, and
-// leftover temp files. With wait it waits for writers; otherwise it does
-// nothing while a writer holds the store.
+// leftover temp files. With wait it waits for writers, and deletes the
+// downloads kept for resuming too; otherwise it does nothing while a writer
+// holds the store.
 func (s *Store) collect(wait bool) (int64, error) {
 	how := unix.LOCK_EX
 	if !wait {
@@ -220,7 +222,17 @@ func (s *Store) collect(wait bool) (int64, error) {
 	if err := sweep(filepath.Join(s.root, "layers"), layers); err != nil {
 		return freed, err
 	}
-	if err := sweep(filepath.Join(s.root, "tmp"), nil); err != nil {
+	// Kept downloads stay for the next pull to continue, until a prune.
+	partials := map[string]bool{}
+	if !wait {
+		ents, _ := os.ReadDir(filepath.Join(s.root, "tmp"))
+		for _, e := range ents {
+			if isPartial(e.Name()) {
+				partials[e.Name()] = true
+			}
+		}
+	}
+	if err := sweep(filepath.Join(s.root, "tmp"), partials); err != nil {
 		return freed, err
 	}
 	ents, _ := os.ReadDir(filepath.Join(s.root, "images"))
