@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -171,4 +172,81 @@ func (s *Store) putGzipBlob(diffID v1.Hash) (v1.Hash, int64, error) {
 		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
 	}
 	return digest, cw.n, nil
+}
+
+// aheadReader reads its source in a goroutine, a few large buffers ahead
+// of its reader, so that the source (a decompressor) works while the reader
+// (a layer being hashed, indexed and written) consumes what it produced.
+type aheadReader struct {
+	full chan aheadChunk
+	free chan []byte
+	stop chan struct{}
+	once sync.Once
+
+	buf, cur []byte
+	err      error
+}
+
+type aheadChunk struct {
+	b   []byte
+	err error
+}
+
+// readAhead starts reading r ahead. Close stops the goroutine; it does not
+// close r.
+func readAhead(r io.Reader) *aheadReader {
+	const n, size = 4, 1 << 20
+	a := &aheadReader{full: make(chan aheadChunk, n), free: make(chan []byte, n), stop: make(chan struct{})}
+	for range n {
+		a.free <- make([]byte, size)
+	}
+	go a.fill(r)
+	return a
+}
+
+func (a *aheadReader) fill(r io.Reader) {
+	for {
+		var b []byte
+		select {
+		case b = <-a.free:
+		case <-a.stop:
+			return
+		}
+		n, err := io.ReadFull(r, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		select {
+		case a.full <- aheadChunk{b[:n], err}:
+		case <-a.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Read implements io.Reader.
+func (a *aheadReader) Read(p []byte) (int, error) {
+	for len(a.cur) == 0 {
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.buf != nil {
+			a.free <- a.buf[:cap(a.buf)]
+			a.buf = nil
+		}
+		c := <-a.full
+		a.buf, a.cur, a.err = c.b, c.b, c.err
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+// Close stops reading ahead.
+func (a *aheadReader) Close() error {
+	a.once.Do(func() { close(a.stop) })
+	return nil
 }

@@ -528,7 +528,9 @@ func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, blobs *blobFetch
 	pr := &progressReader{r: r, total: d.Size, report: func(n int64) {
 		rp.report(Progress{Digest: d.Digest, Status: StatusDownloading, Current: n, Total: d.Size})
 	}}
-	srcErr, err := s.putPulledLayer(pr, d, diffID, func() {
+	// go-containerregistry verifies what it fetches; a resumed download
+	// is verified here.
+	srcErr, err := s.putPulledLayer(pr, !resumed, d, diffID, func() {
 		rp.report(Progress{Digest: d.Digest, Status: StatusVerifying})
 	})
 	switch {
@@ -577,19 +579,26 @@ var (
 )
 
 // putPulledLayer stores the uncompressed layer of a fetched blob (or the
-// blob itself when it is the uncompressed layer), in one pass over r: one
-// goroutine reads and hashes the blob, another decompresses, indexes and
-// writes the layer. The blob's size and digest and the layer's diff ID must
-// verify; the error names the one that does not. fromSource says the error
-// came from reading r (a download that broke off or sent bad bytes).
-func (s *Store) putPulledLayer(r io.Reader, d v1.Descriptor, diffID v1.Hash, verifying func()) (fromSource bool, err error) {
+// blob itself when it is the uncompressed layer), in one pass over r, in a
+// pipeline: one goroutine reads (and, unless verified says r checks it
+// itself, hashes) the blob, another decompresses it, and the caller's indexes,
+// hashes and writes the layer. The blob's size and digest and the layer's
+// diff ID must verify; the error names the one that does not. fromSource
+// says the error came from reading r (a download that broke off or sent bad
+// bytes).
+func (s *Store) putPulledLayer(r io.Reader, verified bool, d v1.Descriptor, diffID v1.Hash, verifying func()) (fromSource bool, err error) {
 	pr, pw := io.Pipe()
 	readErr := make(chan error, 1)
 	go func() {
 		h := sha256.New()
-		buf := make([]byte, 1<<20)
-		n, err := io.CopyBuffer(pw, io.TeeReader(io.LimitReader(r, d.Size+1), h), buf)
-		if err == nil {
+		var src io.Reader = io.LimitReader(r, d.Size+1)
+		if verified {
+			h, src = nil, r
+		} else {
+			src = io.TeeReader(src, h)
+		}
+		n, err := io.CopyBuffer(pw, src, make([]byte, 1<<20))
+		if err == nil && h != nil {
 			switch got := hashOf(h); {
 			case n != d.Size:
 				err = fmt.Errorf("%w: the registry sent %d bytes or more, the manifest says %d", ErrCorrupt, n, d.Size)
@@ -601,14 +610,17 @@ func (s *Store) putPulledLayer(r io.Reader, d v1.Descriptor, diffID v1.Hash, ver
 		readErr <- err
 	}()
 	var got v1.Hash
-	var lr io.Reader = pr
-	if d.Digest != diffID {
-		lr, err = Decompress(pr)
-	}
-	if err == nil {
-		got, _, err = s.PutLayer(lr)
-		if c, ok := lr.(io.Closer); ok && lr != io.Reader(pr) {
-			c.Close()
+	if d.Digest == diffID {
+		got, _, err = s.PutLayer(pr)
+	} else {
+		var dr io.Reader
+		if dr, err = Decompress(pr); err == nil {
+			ar := readAhead(dr)
+			got, _, err = s.PutLayer(ar)
+			ar.Close()
+			if c, ok := dr.(io.Closer); ok {
+				c.Close()
+			}
 		}
 	}
 	if err == nil {
