@@ -201,6 +201,26 @@ func TestRegistry(t *testing.T) {
 	if d := pushedDigest(t, e.ok("push", ref)); d != digest {
 		t.Errorf("second push digest %s, want %s", d, digest)
 	}
+	// To another registry, which has not got the blob: the layer is
+	// compressed again and the image runs from there.
+	reg2 := startRegistry(t, "")
+	ref2 := reg2.Host + "/copy/busybox:1"
+	e.ok("tag", ref, ref2)
+	pre := e.snapshot()
+	digest2 := pushedDigest(t, e.ok("push", ref2))
+	if got := e.inspect(ref2).RepoDigests; len(got) != 2 {
+		t.Errorf("RepoDigests after a push to a second registry: %v, want both registries'", got)
+	}
+	if d := cmp.Diff(withoutRecords(pre), withoutRecords(e.snapshot())); d != "" {
+		t.Errorf("push to a second registry changed the store's blobs or layers (-before +after):\n%s", d)
+	}
+	e5 := newRoost(t)
+	if out := e5.ok("pull", "-q", reg2.Host+"/copy/busybox@"+digest2); !strings.Contains(out, digest2) {
+		t.Errorf("pull by the second registry's digest printed %q", out)
+	}
+	if got := e5.ok("run", "--rm", ref2, "cat", "/etc/os-release"); got != osRelease {
+		t.Errorf("run of the image pushed to a second registry printed %q", got)
+	}
 	// Saved, it carries its layers uncompressed, as docker save does.
 	for _, format := range []string{"docker-archive", "oci-archive"} {
 		archive := e.path(format + ".tar")
@@ -658,6 +678,17 @@ func TestRegistryKilled(t *testing.T) {
 	e.ok("tag", ref, ref2)
 	msg = e.fails("push", ref2)
 	t.Logf("push with the registry killed: %s", msg)
+}
+
+// withoutRecords is a snapshot less the image records and tags.
+func withoutRecords(snap map[string]string) map[string]string {
+	out := map[string]string{}
+	for p, v := range snap {
+		if !strings.HasPrefix(p, "images/") {
+			out[p] = v
+		}
+	}
+	return out
 }
 
 // withoutPartials is a snapshot less the downloads kept for resuming.

@@ -36,6 +36,8 @@ type storedImage struct {
 	config   []byte
 	m        *v1.Manifest
 	diffIDs  []v1.Hash
+	// files serve layers compressed for a push (see recompressed), by digest.
+	files map[v1.Hash]string
 }
 
 var _ partial.CompressedImageCore = (*storedImage)(nil)
@@ -49,7 +51,7 @@ func (si *storedImage) MediaType() (types.MediaType, error) {
 func (si *storedImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	for i, d := range si.m.Layers {
 		if d.Digest == h {
-			return &storedLayer{s: si.s, desc: d, diffID: si.diffIDs[i]}, nil
+			return &storedLayer{s: si.s, desc: d, diffID: si.diffIDs[i], file: si.files[h]}, nil
 		}
 	}
 	return nil, fmt.Errorf("layer %s is not in image %s: %w", h, si.img.ID, ErrNotFound)
@@ -63,6 +65,8 @@ type storedLayer struct {
 	s      *Store
 	desc   v1.Descriptor
 	diffID v1.Hash
+	// file, when set, holds the compressed layer instead of a blob.
+	file string
 }
 
 var _ partial.CompressedLayer = (*storedLayer)(nil)
@@ -75,8 +79,12 @@ func (l *storedLayer) Digest() (v1.Hash, error)            { return l.desc.Diges
 func (l *storedLayer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *storedLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
 func (l *storedLayer) Compressed() (io.ReadCloser, error) {
-	if l.s.HasBlob(l.desc.Digest) {
-		f, err := os.Open(l.s.blobPath(l.desc.Digest))
+	if l.file != "" || l.s.HasBlob(l.desc.Digest) {
+		p := l.file
+		if p == "" {
+			p = l.s.blobPath(l.desc.Digest)
+		}
+		f, err := os.Open(p)
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 )
@@ -20,15 +21,12 @@ import (
 // tools expect compressed layers, and pushing the image again sends the same
 // bytes, so its digest stays. Images already compressed, and images that
 // came from a registry (RepoDigests: their manifest is the registry's, and a
-// push must keep its digest) are returned as they are, unless recompress:
-// then every layer whose compressed blob the store does not keep (a pulled
-// image's) is compressed again, as Docker does when pushing such an image
-// to a registry that cannot get the blob otherwise.
+// push must keep its digest) are returned as they are.
 //
 // undo puts the store back as it was (a push that failed changes nothing).
-func (s *Store) compressLayers(img *Image, recompress bool) (_ *Image, undo func(), err error) {
+func (s *Store) compressLayers(img *Image) (_ *Image, undo func(), err error) {
 	undo = func() {}
-	if len(img.RepoDigests) > 0 && !recompress {
+	if len(img.RepoDigests) > 0 {
 		return img, undo, nil
 	}
 	var created []v1.Hash
@@ -55,13 +53,7 @@ func (s *Store) compressLayers(img *Image, recompress bool) (_ *Image, undo func
 	}
 	// compress says which layers get a new gzip blob.
 	compress := func(i int, d v1.Descriptor) bool {
-		if s.HasBlob(d.Digest) {
-			return false
-		}
-		if d.Digest == cf.RootFS.DiffIDs[i] {
-			return uncompressed(d)
-		}
-		return recompress
+		return d.Digest == cf.RootFS.DiffIDs[i] && uncompressed(d) && !s.HasBlob(d.Digest)
 	}
 	need := false
 	for i, d := range m.Layers {
@@ -137,14 +129,29 @@ func (s *Store) compressLayers(img *Image, recompress bool) (_ *Image, undo func
 // ID as a blob and returns its digest and size. The layer is verified as it
 // is read.
 func (s *Store) putGzipBlob(diffID v1.Hash) (v1.Hash, int64, error) {
-	src, err := s.OpenLayer(diffID)
+	p, digest, size, err := s.gzipLayer(diffID, true)
 	if err != nil {
 		return v1.Hash{}, 0, err
+	}
+	if err := os.Rename(p, s.blobPath(digest)); err != nil {
+		os.Remove(p)
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+	}
+	return digest, size, nil
+}
+
+// gzipLayer writes the gzip compression of the layer with the given diff ID
+// to a temp file and returns its path, digest and size; durable says to
+// sync it. The layer is verified as it is read.
+func (s *Store) gzipLayer(diffID v1.Hash, durable bool) (path string, digest v1.Hash, size int64, err error) {
+	src, err := s.OpenLayer(diffID)
+	if err != nil {
+		return "", v1.Hash{}, 0, err
 	}
 	defer src.Close()
 	f, err := s.tempFile("blob-")
 	if err != nil {
-		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+		return "", v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
 	}
 	h := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(f, h)}
@@ -157,21 +164,75 @@ func (s *Store) putGzipBlob(diffID v1.Hash) (v1.Hash, int64, error) {
 	if err == nil {
 		err = bw.Flush()
 	}
-	if err == nil {
-		err = closeSynced(f)
-	} else {
+	switch {
+	case err != nil:
 		f.Close()
+	case durable:
+		err = closeSynced(f)
+	default:
+		err = f.Close()
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+		return "", v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
 	}
-	digest := hashOf(h)
-	if err := os.Rename(f.Name(), s.blobPath(digest)); err != nil {
-		os.Remove(f.Name())
-		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+	return f.Name(), hashOf(h), cw.n, nil
+}
+
+// recompressed is a pulled image as a go-containerregistry image in which
+// every layer whose compressed blob the store does not keep is compressed
+// again with gzip, into a temp file that release deletes: what Docker does
+// to push such an image to a registry that has not got the blob and cannot
+// mount it. The manifest, and so the digest, differ from the registry's;
+// the store is not changed (the files are not synced: they outlive no push).
+func (s *Store) recompressed(img *Image) (_ v1.Image, release func(), err error) {
+	m, _, err := s.Manifest(img)
+	if err != nil {
+		return nil, nil, err
 	}
-	return digest, cw.n, nil
+	cf, cb, err := s.Config(img.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, nil, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.ID, len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	files := map[v1.Hash]string{}
+	release = func() {
+		for _, p := range files {
+			os.Remove(p)
+		}
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
+	gz := types.OCILayer
+	if m.MediaType == types.DockerManifestSchema2 {
+		gz = types.DockerLayer
+	}
+	for i, d := range m.Layers {
+		diffID := cf.RootFS.DiffIDs[i]
+		if d.Digest == diffID || s.HasBlob(d.Digest) {
+			continue
+		}
+		p, digest, size, err := s.gzipLayer(diffID, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		files[digest] = p
+		m.Layers[i] = v1.Descriptor{MediaType: gz, Size: size, Digest: digest}
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	vi, err := partial.CompressedToImage(&storedImage{s: s, img: img, manifest: mb, config: cb, m: m, diffIDs: cf.RootFS.DiffIDs, files: files})
+	if err != nil {
+		return nil, nil, err
+	}
+	return vi, release, nil
 }
 
 // aheadReader reads its source in a goroutine, a few large buffers ahead
@@ -181,6 +242,7 @@ type aheadReader struct {
 	full chan aheadChunk
 	free chan []byte
 	stop chan struct{}
+	done chan struct{}
 	once sync.Once
 
 	buf, cur []byte
@@ -192,11 +254,11 @@ type aheadChunk struct {
 	err error
 }
 
-// readAhead starts reading r ahead. Close stops the goroutine; it does not
-// close r.
+// readAhead starts reading r ahead. Close stops the goroutine and waits for
+// it; it does not close r.
 func readAhead(r io.Reader) *aheadReader {
 	const n, size = 4, 1 << 20
-	a := &aheadReader{full: make(chan aheadChunk, n), free: make(chan []byte, n), stop: make(chan struct{})}
+	a := &aheadReader{full: make(chan aheadChunk, n), free: make(chan []byte, n), stop: make(chan struct{}), done: make(chan struct{})}
 	for range n {
 		a.free <- make([]byte, size)
 	}
@@ -205,6 +267,7 @@ func readAhead(r io.Reader) *aheadReader {
 }
 
 func (a *aheadReader) fill(r io.Reader) {
+	defer close(a.done)
 	for {
 		var b []byte
 		select {
@@ -245,8 +308,10 @@ func (a *aheadReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close stops reading ahead.
+// Close stops reading ahead. It waits for a read of the source in progress
+// to return: whoever closes the source first must make it return.
 func (a *aheadReader) Close() error {
 	a.once.Do(func() { close(a.stop) })
+	<-a.done
 	return nil
 }

@@ -226,7 +226,10 @@ func (s *Store) pull(ctx context.Context, r name.Reference, want v1.Platform, ex
 	queued := map[v1.Hash]bool{}
 	for i, d := range m.Layers {
 		diffID := cf.RootFS.DiffIDs[i]
-		if s.hasPulledLayer(d, diffID) || queued[d.Digest] {
+		// A stored layer needs no download, whatever brought it (a pull, an
+		// import, a load): a push finds its blob in the registry or
+		// compresses it again.
+		if s.HasLayer(diffID) || queued[d.Digest] {
 			rp.report(Progress{Digest: d.Digest, Status: StatusAlreadyExists})
 			continue
 		}
@@ -426,13 +429,6 @@ func sha256Of(b []byte) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)}
 }
 
-// hasPulledLayer reports whether a manifest layer needs no download: the
-// uncompressed layer is stored, whatever brought it (a pull, an import, a
-// load); a push finds its blob in the registry or compresses it again.
-func (s *Store) hasPulledLayer(_ v1.Descriptor, diffID v1.Hash) bool {
-	return s.HasLayer(diffID)
-}
-
 // fetchLayer downloads one layer into the store, retrying transfers that
 // break off; a retry continues a large layer where the last try stopped.
 func (s *Store) fetchLayer(ctx context.Context, img v1.Image, blobs *blobFetcher, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
@@ -483,7 +479,7 @@ func retryable(ctx context.Context, err error) bool {
 
 func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, blobs *blobFetcher, d v1.Descriptor, diffID v1.Hash, rp *reporter) error {
 	var part *partialDownload
-	if d.Size >= resumeMin {
+	if d.Size >= resumeMin && d.Digest.Algorithm == "sha256" {
 		var err error
 		if part, err = s.openPartial(d.Digest); err != nil {
 			return err
@@ -617,6 +613,10 @@ func (s *Store) putPulledLayer(r io.Reader, verified bool, d v1.Descriptor, diff
 		if dr, err = Decompress(pr); err == nil {
 			ar := readAhead(dr)
 			got, _, err = s.PutLayer(ar)
+			if err != nil {
+				// The decompressor may wait for the blob: end it.
+				pr.CloseWithError(errLayerFailed)
+			}
 			ar.Close()
 			if c, ok := dr.(io.Closer); ok {
 				c.Close()
@@ -762,34 +762,35 @@ func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushRes
 
 // push sends the image as stored. When the registry lacks a layer whose
 // compressed blob the store did not keep (a pulled image's, pushed to
-// another registry) and cannot mount it, the layers are compressed again and
-// the image pushed with that manifest, whose digest differs; those blobs are
-// not kept, so the image stays the registry's for the next push.
+// another registry) and cannot mount it, the push starts again with the
+// layers compressed anew (see recompressed), whose manifest digest differs.
 func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
-	cimg, undo, err := s.compressLayers(img, false)
+	cimg, undo, err := s.compressLayers(img)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.pushImage(ctx, r, cimg, o)
+	vi, err := s.V1Image(cimg)
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	res, err := s.pushImage(ctx, r, cimg, vi, o)
 	if err != nil {
 		undo() // a failed push leaves the store as it was
 	}
 	if !errors.Is(err, errBlobNotKept) {
 		return res, err
 	}
-	cimg, undo, err = s.compressLayers(img, true)
+	vi, release, err := s.recompressed(img)
 	if err != nil {
 		return nil, err
 	}
-	defer undo()
-	return s.pushImage(ctx, r, cimg, o)
+	defer release()
+	return s.pushImage(ctx, r, img, vi, o)
 }
 
-func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
-	vi, err := s.V1Image(img)
-	if err != nil {
-		return nil, err
-	}
+// pushImage writes vi, the stored image img as it goes out, to r.
+func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, vi v1.Image, o RemoteOptions) (*PushResult, error) {
 	rr, err := o.reference(r)
 	if err != nil {
 		return nil, err
