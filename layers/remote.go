@@ -774,7 +774,17 @@ func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o Remote
 		undo()
 		return nil, err
 	}
-	res, err := s.pushImage(ctx, r, cimg, vi, o)
+	// A layer whose blob is not kept is reported once the registry is
+	// found to have it, or by the second push if it has not.
+	first := o
+	if notKept := s.blobsNotKept(cimg); len(notKept) > 0 && o.Progress != nil {
+		first.Progress = func(p Progress) {
+			if p.Status != StatusPreparing || !notKept[p.Digest] {
+				o.Progress(p)
+			}
+		}
+	}
+	res, err := s.pushImage(ctx, r, cimg, vi, first)
 	if err != nil {
 		undo() // a failed push leaves the store as it was
 	}
@@ -787,6 +797,26 @@ func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o Remote
 	}
 	defer release()
 	return s.pushImage(ctx, r, img, vi, o)
+}
+
+// blobsNotKept are the image's layer blobs that the store does not keep
+// (a pulled image's compressed blobs).
+func (s *Store) blobsNotKept(img *Image) map[v1.Hash]bool {
+	m, _, err := s.Manifest(img)
+	if err != nil {
+		return nil
+	}
+	cf, _, err := s.Config(img.ID)
+	if err != nil || len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil
+	}
+	out := map[v1.Hash]bool{}
+	for i, d := range m.Layers {
+		if d.Digest != cf.RootFS.DiffIDs[i] && !s.HasBlob(d.Digest) {
+			out[d.Digest] = true
+		}
+	}
+	return out
 }
 
 // pushImage writes vi, the stored image img as it goes out, to r.

@@ -835,9 +835,22 @@ func TestPushRecompresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := storeTree(t, s)
-	res, err := s.Push(context.Background(), dst.ref("b/app:2"), testOptions())
+	o := testOptions()
+	last := map[v1.Hash]string{}
+	o.Progress = func(p Progress) { last[p.Digest] = p.Status }
+	res, err := s.Push(context.Background(), dst.ref("b/app:2"), o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every layer reported ends pushed: none is left "Preparing" by the
+	// push that found the blobs missing.
+	for dg, st := range last {
+		if st != StatusPushed && st != StatusLayerExists {
+			t.Errorf("layer %s ended %q", dg, st)
+		}
+	}
+	if len(last) != 3 {
+		t.Errorf("progress named %d layers, want 3: %v", len(last), last)
 	}
 	if res.Digest == d {
 		t.Errorf("push to another registry kept digest %s, though the zstd layer went out as gzip", d)
