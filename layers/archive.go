@@ -36,8 +36,6 @@ type storedImage struct {
 	config   []byte
 	m        *v1.Manifest
 	diffIDs  []v1.Hash
-	// files serve layers compressed for a push (see recompressed), by digest.
-	files map[v1.Hash]string
 }
 
 var _ partial.CompressedImageCore = (*storedImage)(nil)
@@ -51,7 +49,7 @@ func (si *storedImage) MediaType() (types.MediaType, error) {
 func (si *storedImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	for i, d := range si.m.Layers {
 		if d.Digest == h {
-			return &storedLayer{s: si.s, desc: d, diffID: si.diffIDs[i], file: si.files[h]}, nil
+			return &storedLayer{s: si.s, desc: d, diffID: si.diffIDs[i]}, nil
 		}
 	}
 	return nil, fmt.Errorf("layer %s is not in image %s: %w", h, si.img.ID, ErrNotFound)
@@ -65,8 +63,6 @@ type storedLayer struct {
 	s      *Store
 	desc   v1.Descriptor
 	diffID v1.Hash
-	// file, when set, holds the compressed layer instead of a blob.
-	file string
 }
 
 var _ partial.CompressedLayer = (*storedLayer)(nil)
@@ -78,13 +74,10 @@ var errBlobNotKept = errors.New("compressed blob not kept")
 func (l *storedLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
 func (l *storedLayer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *storedLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+func (l *storedLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
 func (l *storedLayer) Compressed() (io.ReadCloser, error) {
-	if l.file != "" || l.s.HasBlob(l.desc.Digest) {
-		p := l.file
-		if p == "" {
-			p = l.s.blobPath(l.desc.Digest)
-		}
-		f, err := os.Open(p)
+	if l.s.HasBlob(l.desc.Digest) {
+		f, err := os.Open(l.s.blobPath(l.desc.Digest))
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package layers
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 )
@@ -129,29 +131,14 @@ func (s *Store) compressLayers(img *Image) (_ *Image, undo func(), err error) {
 // ID as a blob and returns its digest and size. The layer is verified as it
 // is read.
 func (s *Store) putGzipBlob(diffID v1.Hash) (v1.Hash, int64, error) {
-	p, digest, size, err := s.gzipLayer(diffID, true)
-	if err != nil {
-		return v1.Hash{}, 0, err
-	}
-	if err := os.Rename(p, s.blobPath(digest)); err != nil {
-		os.Remove(p)
-		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
-	}
-	return digest, size, nil
-}
-
-// gzipLayer writes the gzip compression of the layer with the given diff ID
-// to a temp file and returns its path, digest and size; durable says to
-// sync it. The layer is verified as it is read.
-func (s *Store) gzipLayer(diffID v1.Hash, durable bool) (path string, digest v1.Hash, size int64, err error) {
 	src, err := s.OpenLayer(diffID)
 	if err != nil {
-		return "", v1.Hash{}, 0, err
+		return v1.Hash{}, 0, err
 	}
 	defer src.Close()
 	f, err := s.tempFile("blob-")
 	if err != nil {
-		return "", v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
 	}
 	h := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(f, h)}
@@ -164,75 +151,210 @@ func (s *Store) gzipLayer(diffID v1.Hash, durable bool) (path string, digest v1.
 	if err == nil {
 		err = bw.Flush()
 	}
-	switch {
-	case err != nil:
-		f.Close()
-	case durable:
+	if err == nil {
 		err = closeSynced(f)
-	default:
-		err = f.Close()
+	} else {
+		f.Close()
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
 	}
-	return f.Name(), hashOf(h), cw.n, nil
+	digest := hashOf(h)
+	if err := os.Rename(f.Name(), s.blobPath(digest)); err != nil {
+		os.Remove(f.Name())
+		return v1.Hash{}, 0, fmt.Errorf("compress layer %s: %w", diffID, err)
+	}
+	return digest, cw.n, nil
 }
 
 // recompressed is a pulled image as a go-containerregistry image in which
 // every layer whose compressed blob the store does not keep is compressed
-// again with gzip, into a temp file that release deletes: what Docker does
-// to push such an image to a registry that has not got the blob and cannot
-// mount it. The manifest, and so the digest, differ from the registry's;
-// the store is not changed (the files are not synced: they outlive no push).
-func (s *Store) recompressed(img *Image) (_ v1.Image, release func(), err error) {
+// again with gzip as it is uploaded: what Docker does to push such an image
+// to a registry that has not got the blob and cannot mount it. Such a
+// layer's digest, and so the manifest's, is known once it has been read
+// (go-containerregistry's streaming layers, stream.ErrNotComputed until
+// then). The store is not changed.
+func (s *Store) recompressed(img *Image) (*recompressedImage, error) {
 	m, _, err := s.Manifest(img)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cf, cb, err := s.Config(img.ID)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
-		return nil, nil, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.ID, len(cf.RootFS.DiffIDs), len(m.Layers))
+		return nil, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.ID, len(cf.RootFS.DiffIDs), len(m.Layers))
 	}
-	files := map[v1.Hash]string{}
-	release = func() {
-		for _, p := range files {
-			os.Remove(p)
-		}
-	}
-	defer func() {
-		if err != nil {
-			release()
-		}
-	}()
 	gz := types.OCILayer
 	if m.MediaType == types.DockerManifestSchema2 {
 		gz = types.DockerLayer
 	}
+	ri := &recompressedImage{m: m, config: cb, id: img.ID}
 	for i, d := range m.Layers {
 		diffID := cf.RootFS.DiffIDs[i]
 		if d.Digest == diffID || s.HasBlob(d.Digest) {
+			l, err := partial.CompressedToLayer(&storedLayer{s: s, desc: d, diffID: diffID})
+			if err != nil {
+				return nil, err
+			}
+			ri.layers = append(ri.layers, l)
 			continue
 		}
-		p, digest, size, err := s.gzipLayer(diffID, false)
-		if err != nil {
-			return nil, nil, err
+		ri.layers = append(ri.layers, &gzipStream{s: s, diffID: diffID, mt: gz})
+	}
+	return ri, nil
+}
+
+// recompressedImage is what recompressed returns: the stored image's config
+// and manifest with some layers compressed as they are read.
+type recompressedImage struct {
+	m      *v1.Manifest // the stored one: media types, config, kept layers
+	config []byte
+	id     v1.Hash
+	layers []v1.Layer
+}
+
+var _ v1.Image = (*recompressedImage)(nil)
+
+func (ri *recompressedImage) Layers() ([]v1.Layer, error)         { return ri.layers, nil }
+func (ri *recompressedImage) MediaType() (types.MediaType, error) { return ri.m.MediaType, nil }
+func (ri *recompressedImage) ConfigName() (v1.Hash, error)        { return ri.id, nil }
+func (ri *recompressedImage) RawConfigFile() ([]byte, error)      { return ri.config, nil }
+func (ri *recompressedImage) ConfigFile() (*v1.ConfigFile, error) {
+	return v1.ParseConfigFile(bytes.NewReader(ri.config))
+}
+
+// Manifest implements v1.Image; it fails with stream.ErrNotComputed until
+// every layer compressed anew has been read.
+func (ri *recompressedImage) Manifest() (*v1.Manifest, error) {
+	m := *ri.m
+	m.Layers = make([]v1.Descriptor, len(ri.layers))
+	for i, l := range ri.layers {
+		gs, ok := l.(*gzipStream)
+		if !ok {
+			m.Layers[i] = ri.m.Layers[i]
+			continue
 		}
-		files[digest] = p
-		m.Layers[i] = v1.Descriptor{MediaType: gz, Size: size, Digest: digest}
+		d, err := gs.Digest()
+		if err != nil {
+			return nil, err
+		}
+		size, _ := gs.Size()
+		m.Layers[i] = v1.Descriptor{MediaType: gs.mt, Size: size, Digest: d}
 	}
-	mb, err := json.Marshal(m)
+	return &m, nil
+}
+
+func (ri *recompressedImage) RawManifest() ([]byte, error) {
+	m, err := ri.Manifest()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	vi, err := partial.CompressedToImage(&storedImage{s: s, img: img, manifest: mb, config: cb, m: m, diffIDs: cf.RootFS.DiffIDs, files: files})
+	return json.Marshal(m)
+}
+
+func (ri *recompressedImage) Digest() (v1.Hash, error) {
+	b, err := ri.RawManifest()
 	if err != nil {
-		return nil, nil, err
+		return v1.Hash{}, err
 	}
-	return vi, release, nil
+	return sha256Of(b), nil
+}
+
+func (ri *recompressedImage) Size() (int64, error) {
+	b, err := ri.RawManifest()
+	return int64(len(b)), err
+}
+
+func (ri *recompressedImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	for _, l := range ri.layers {
+		if d, err := l.Digest(); err == nil && d == h {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s is not in image %s: %w", h, ri.id, ErrNotFound)
+}
+
+func (ri *recompressedImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	for _, l := range ri.layers {
+		if d, err := l.DiffID(); err == nil && d == h {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s is not in image %s: %w", h, ri.id, ErrNotFound)
+}
+
+// gzipStream is a stored layer compressed with gzip as it is read; its
+// digest and size are known once a reading has reached the end.
+type gzipStream struct {
+	s      *Store
+	diffID v1.Hash
+	mt     types.MediaType
+
+	mu     sync.Mutex
+	done   bool
+	digest v1.Hash
+	size   int64
+}
+
+var _ v1.Layer = (*gzipStream)(nil)
+
+func (l *gzipStream) Digest() (v1.Hash, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		return v1.Hash{}, stream.ErrNotComputed
+	}
+	return l.digest, nil
+}
+
+func (l *gzipStream) Size() (int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		return 0, stream.ErrNotComputed
+	}
+	return l.size, nil
+}
+
+func (l *gzipStream) DiffID() (v1.Hash, error)             { return l.diffID, nil }
+func (l *gzipStream) MediaType() (types.MediaType, error)  { return l.mt, nil }
+func (l *gzipStream) Uncompressed() (io.ReadCloser, error) { return l.s.OpenLayer(l.diffID) }
+
+// Compressed implements v1.Layer: the layer, verified as it is read, is
+// compressed in a goroutine as the upload reads it. gzip is deterministic,
+// so a retried upload sends the same bytes.
+func (l *gzipStream) Compressed() (io.ReadCloser, error) {
+	src, err := l.s.OpenLayer(l.diffID)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer src.Close()
+		h := sha256.New()
+		cw := &countingWriter{w: io.MultiWriter(pw, h)}
+		bw := bufio.NewWriterSize(cw, 1<<20)
+		zw := gzip.NewWriter(bw)
+		_, err := io.Copy(zw, src)
+		if err == nil {
+			err = zw.Close()
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err == nil {
+			l.mu.Lock()
+			l.done, l.digest, l.size = true, hashOf(h), cw.n
+			l.mu.Unlock()
+		} else {
+			err = fmt.Errorf("compress layer %s: %w", l.diffID, err)
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
 }
 
 // aheadReader reads its source in a goroutine, a few large buffers ahead

@@ -762,8 +762,9 @@ func (s *Store) Push(ctx context.Context, ref string, o RemoteOptions) (*PushRes
 
 // push sends the image as stored. When the registry lacks a layer whose
 // compressed blob the store did not keep (a pulled image's, pushed to
-// another registry) and cannot mount it, the push starts again with the
-// layers compressed anew (see recompressed), whose manifest digest differs.
+// another registry) and cannot mount it, the push starts again with those
+// layers compressed anew as they are uploaded (see recompressed); the
+// manifest digest then differs from the registry's.
 func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o RemoteOptions) (*PushResult, error) {
 	cimg, undo, err := s.compressLayers(img)
 	if err != nil {
@@ -791,12 +792,11 @@ func (s *Store) push(ctx context.Context, r name.Reference, img *Image, o Remote
 	if !errors.Is(err, errBlobNotKept) {
 		return res, err
 	}
-	vi, release, err := s.recompressed(img)
+	ri, err := s.recompressed(img)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	return s.pushImage(ctx, r, img, vi, o)
+	return s.pushImage(ctx, r, img, ri, o)
 }
 
 // blobsNotKept are the image's layer blobs that the store does not keep
@@ -826,7 +826,11 @@ func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, vi 
 		return nil, err
 	}
 	var origin name.Reference
+	_, fresh := vi.(*recompressedImage) // its new blobs are nowhere to mount from
 	for _, rd := range img.RepoDigests {
+		if fresh {
+			break
+		}
 		d, err := name.NewDigest(rd)
 		if err == nil && d.Context().RegistryStr() == rr.Context().RegistryStr() && d.Context().RepositoryStr() != rr.Context().RepositoryStr() {
 			origin = d
@@ -838,18 +842,17 @@ func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, vi 
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range ls {
-		if d, err := l.Digest(); err == nil {
-			pi.rp.report(Progress{Digest: d, Status: StatusPreparing})
-		}
+	ids := make([]v1.Hash, len(ls))
+	for i, l := range ls {
+		ids[i] = progressID(l)
+		pi.rp.report(Progress{Digest: ids[i], Status: StatusPreparing})
 	}
 	if err := remote.Write(rr, pi, o.remoteOpts(ctx)...); err != nil {
 		return nil, err
 	}
-	for _, l := range ls {
-		d, _ := l.Digest()
-		if !pi.pushed(d) {
-			pi.rp.report(Progress{Digest: d, Status: StatusLayerExists})
+	for _, id := range ids {
+		if !pi.pushed(id) {
+			pi.rp.report(Progress{Digest: id, Status: StatusLayerExists})
 		}
 	}
 	mb, err := vi.RawManifest()
@@ -861,6 +864,16 @@ func (s *Store) pushImage(ctx context.Context, r name.Reference, img *Image, vi 
 		return nil, err
 	}
 	return &PushResult{Digest: dg, Size: int64(len(mb))}, nil
+}
+
+// progressID names a layer in push progress: its digest, or its diff ID
+// while the digest is not known (a layer compressed as it is uploaded).
+func progressID(l v1.Layer) v1.Hash {
+	if d, err := l.Digest(); err == nil {
+		return d
+	}
+	d, _ := l.DiffID()
+	return d
 }
 
 // pushImage is a stored image whose layers report their upload and may be
@@ -918,11 +931,11 @@ type pushLayer struct {
 
 // Compressed implements v1.Layer: go-containerregistry opens it only to upload.
 func (l *pushLayer) Compressed() (io.ReadCloser, error) {
+	d := progressID(l.Layer)
 	rc, err := l.Layer.Compressed()
 	if err != nil {
 		return nil, err
 	}
-	d, _ := l.Digest()
 	size, _ := l.Size()
 	rp := l.pi.rp
 	return &progressReader{r: rc, total: size, closer: rc, report: func(n int64) {
