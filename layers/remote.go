@@ -481,7 +481,7 @@ func (s *Store) fetchLayerOnce(ctx context.Context, l v1.Layer, blobs *blobFetch
 	var part *partialDownload
 	if d.Size >= resumeMin && d.Digest.Algorithm == "sha256" {
 		var err error
-		if part, err = s.openPartial(d.Digest); err != nil {
+		if part, err = s.openPartial(d.Digest, d.Size); err != nil {
 			return err
 		}
 		defer part.close()

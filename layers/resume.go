@@ -34,11 +34,19 @@ type partialDownload struct {
 	size int64 // bytes kept, the blob's first
 }
 
-// openPartial opens (creating it) the kept download of blob h and locks it.
-// It returns nil when another pull is downloading the same blob: this one
-// then keeps nothing.
-func (s *Store) openPartial(h v1.Hash) (*partialDownload, error) {
-	p := filepath.Join(s.root, "tmp", partialPrefix+h.Hex)
+// openPartial opens (creating it) the kept download of blob h, of size
+// bytes, and locks it. It returns nil, keeping nothing, when another pull is
+// downloading the same blob, or when the store's filesystem has not room
+// for the download besides the layer it decompresses to (see Reserve).
+func (s *Store) openPartial(h v1.Hash, size int64) (*partialDownload, error) {
+	dir := filepath.Join(s.root, "tmp")
+	p := filepath.Join(dir, partialPrefix+h.Hex)
+	if _, err := os.Stat(p); err != nil {
+		// A new download: the layer takes some multiple of the blob.
+		if _, err := checkFree(dir, s.Reserve, 4*size); err != nil {
+			return nil, nil
+		}
+	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("keep download of %s: %w", h, err)
@@ -56,13 +64,33 @@ func (s *Store) openPartial(h v1.Hash) (*partialDownload, error) {
 }
 
 // reader is the whole blob: the kept bytes, then rest, which is kept too
-// as it is read.
+// as it is read, as long as it can be: keeping is best effort, and a write
+// that fails (the disk is full) deletes what was kept and keeps no more.
 func (p *partialDownload) reader(rest io.Reader) io.Reader {
-	tee := io.TeeReader(rest, io.NewOffsetWriter(p.f, p.size))
+	tee := io.TeeReader(rest, &keepWriter{p: p, w: io.NewOffsetWriter(p.f, p.size)})
 	if p.size == 0 {
 		return tee
 	}
 	return io.MultiReader(io.NewSectionReader(p.f, 0, p.size), tee)
+}
+
+// keepWriter writes what a download reads to its kept file until a write
+// fails; it never fails the download.
+type keepWriter struct {
+	p      *partialDownload
+	w      io.Writer
+	failed bool
+}
+
+func (k *keepWriter) Write(b []byte) (int, error) {
+	if !k.failed {
+		if _, err := k.w.Write(b); err != nil {
+			k.failed = true
+			k.p.f.Truncate(0)
+			k.p.remove()
+		}
+	}
+	return len(b), nil
 }
 
 // restart drops the kept bytes: the registry sends the whole blob again.
