@@ -32,6 +32,7 @@ func stores(c *cli.Context) (*layers.Store, *container.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	cs.Resolver = e.cfg.Network.Resolver
 	return is, cs, nil
 }
 
@@ -43,6 +44,8 @@ func createFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cidfile", Usage: "write the container ID to the file"},
 		&cli.StringSliceFlag{Name: "device", Usage: "add a host device to the container"},
 		&cli.StringSliceFlag{Name: "dns", Usage: "set custom DNS servers"},
+		&cli.StringSliceFlag{Name: "dns-option", Usage: "set DNS options"},
+		&cli.StringSliceFlag{Name: "dns-search", Usage: "set custom DNS search domains"},
 		&cli.StringFlag{Name: "entrypoint", Usage: "overwrite the default ENTRYPOINT of the image"},
 		&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "set environment variables"},
 		&cli.StringSliceFlag{Name: "env-file", Usage: "read in a file of environment variables"},
@@ -51,6 +54,7 @@ func createFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "init", Usage: "run an init inside the container that forwards signals and reaps processes"},
 		&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "keep STDIN open even if not attached"},
 		&cli.StringSliceFlag{Name: "label", Aliases: []string{"l"}, Usage: "set meta data on a container"},
+		&cli.StringSliceFlag{Name: "link", Usage: "add link to another container (name[:alias])"},
 		&cli.StringSliceFlag{Name: "mount", Usage: "attach a filesystem mount to the container"},
 		&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory limit (cgroup v2)"},
 		&cli.StringFlag{Name: "cpus", Usage: "number of CPUs (cgroup v2)"},
@@ -105,6 +109,7 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 		Devices: c.StringSlice("device"), Init: c.Bool("init"), Userns: c.String("userns"),
 		Interactive: c.Bool("interactive"), Tty: c.Bool("tty"), AutoRemove: c.Bool("rm"),
 		Network: c.String("network"), AddHosts: c.StringSlice("add-host"), DNS: c.StringSlice("dns"),
+		DNSSearch: c.StringSlice("dns-search"), DNSOptions: c.StringSlice("dns-option"), Links: c.StringSlice("link"),
 		Restart: c.String("restart"), Mapping: mapping.Kind(),
 		Publish: c.StringSlice("publish"), PublishAll: c.Bool("publish-all"),
 		Memory: c.String("memory"), CPUs: c.String("cpus"), PidsLimit: c.Int64("pids-limit"),
@@ -795,7 +800,50 @@ type inspectedContainer struct {
 	HostConfig      container.HostConfig
 	Mounts          []inspectedMount
 	Config          container.Config
-	NetworkSettings map[string]any
+	NetworkSettings networkSettings
+}
+
+// networkSettings is Docker's NetworkSettings: addresses while running.
+type networkSettings struct {
+	Bridge      string
+	SandboxID   string
+	SandboxKey  string
+	Ports       map[string][]portBinding
+	Gateway     string
+	IPAddress   string
+	IPPrefixLen int
+	MacAddress  string
+	Networks    map[string]endpointSettings
+}
+
+type endpointSettings struct {
+	Links               []string
+	Aliases             []string
+	NetworkID           string
+	EndpointID          string
+	Gateway             string
+	IPAddress           string
+	IPPrefixLen         int
+	IPv6Gateway         string
+	GlobalIPv6Address   string
+	GlobalIPv6PrefixLen int
+	MacAddress          string
+}
+
+func inspectNetwork(ctr *container.Container) networkSettings {
+	ns := networkSettings{Ports: portMap(ctr.State.Ports)}
+	ep := endpointSettings{NetworkID: ctr.HostConfig.NetworkMode}
+	running := ctr.State.Pid != 0
+	if running {
+		ns.SandboxID = ctr.ID
+		ns.SandboxKey = fmt.Sprintf("/proc/%d/ns/net", ctr.State.Pid)
+	}
+	if running && ctr.HostConfig.NetworkMode != "host" && ctr.HostConfig.NetworkMode != "none" {
+		ns.Gateway, ns.IPAddress, ns.IPPrefixLen = netns.Gateway.String(), netns.ContainerIP.String(), netns.Subnet.Bits()
+		ep.Gateway, ep.IPAddress, ep.IPPrefixLen, ep.EndpointID = ns.Gateway, ns.IPAddress, ns.IPPrefixLen, ctr.ID
+	}
+	ns.Networks = map[string]endpointSettings{ctr.HostConfig.NetworkMode: ep}
+	return ns
 }
 
 type inspectedState struct {
@@ -842,7 +890,10 @@ func inspectContainer(ctr *container.Container) *inspectedContainer {
 		LogPath: ctr.Dir + "/ctr.log", Name: "/" + ctr.Name, Driver: "roost-fuse", Platform: "linux",
 		RestartCount: st.RestartCount,
 		HostConfig:   ctr.HostConfig, Config: ctr.Config, Mounts: []inspectedMount{},
-		NetworkSettings: map[string]any{"Ports": portMap(ctr.State.Ports)},
+		NetworkSettings: inspectNetwork(ctr),
+	}
+	for _, l := range ctr.Links {
+		out.HostConfig.Links = append(out.HostConfig.Links, fmt.Sprintf("/%s:/%s/%s", l.Name, ctr.Name, l.Alias))
 	}
 	if out.Args == nil {
 		out.Args = []string{}

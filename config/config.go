@@ -10,6 +10,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -39,6 +40,10 @@ type Config struct {
 type Network struct {
 	// Default is the --network mode when none is given: private, host or none.
 	Default string `toml:"default"`
+	// Resolver is the DNS server (host:port) that the private network's
+	// forwarder asks; empty: the host's first nameserver in
+	// /etc/resolv.conf.
+	Resolver string `toml:"resolver"`
 }
 
 // Registries holds registry settings.
@@ -145,6 +150,11 @@ func (c Config) validate() error {
 	}
 	if !ok {
 		return fmt.Errorf("key network.default: %q is not one of %s", c.Network.Default, strings.Join(NetworkModes, ", "))
+	}
+	if c.Network.Resolver != "" {
+		if _, err := netip.ParseAddrPort(c.Network.Resolver); err != nil {
+			return fmt.Errorf("key network.resolver: %q is not an ip:port", c.Network.Resolver)
+		}
 	}
 	if !filepath.IsAbs(c.Root) {
 		return fmt.Errorf("key root: %q must be an absolute path", c.Root)

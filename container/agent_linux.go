@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +50,18 @@ type AgentSpec struct {
 	OpenStdin bool
 	// Resources are cgroup v2 limits.
 	Resources Resources
+	// Resolver is the DNS server (host:port) the private network's
+	// forwarder asks.
+	Resolver string `json:",omitempty"`
+	// Links are the --link targets the private network routes to.
+	Links []LinkRoute `json:",omitempty"`
+}
+
+// LinkRoute is one --link as the agent routes it: connections to Addr go to
+// the container whose agent listens on Socket.
+type LinkRoute struct {
+	Addr   string
+	Socket string
 }
 
 // agent runs one container.
@@ -80,6 +93,13 @@ type agent struct {
 	cg *cgroup
 	// reaped is closed when the current init was waited for.
 	reaped chan struct{}
+	// nat is the private network of the current run, if it has one.
+	nat *netns.NAT
+	// dialer dials inside the container's network namespace for linked
+	// containers; dialerPid is the init it was made for.
+	dialerMu  sync.Mutex
+	dialer    *netns.Dialer
+	dialerPid int
 }
 
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
@@ -189,6 +209,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		defer proxy.Close()
 		a.ports = proxy.Bound
 	}
+	defer a.stopNetwork()
 	var ln net.Listener
 	var code int
 	backoff := 100 * time.Millisecond
@@ -434,6 +455,18 @@ func (a *agent) start(rootfs string) (int, error) {
 	if f, ok := cmd.Stderr.(*os.File); ok {
 		f.Close()
 	}
+	if a.privateNetwork() {
+		// Before init goes on: the command starts with its network up.
+		if err := a.startNetwork(cmd.Process.Pid); err != nil {
+			specW.Close()
+			statusR.Close()
+			cmd.Process.Kill()
+			cmd.Wait()
+			close(a.reaped)
+			return 125, err
+		}
+		Trace("agent", "network-up")
+	}
 	json.NewEncoder(specW).Encode(init)
 	specW.Close()
 	if consoleParent != nil {
@@ -469,6 +502,107 @@ func (a *agent) start(rootfs string) (int, error) {
 		go a.pump("stderr", stderr)
 	}
 	return 0, nil
+}
+
+// privateNetwork says whether the container has a network namespace of its
+// own with user-mode NAT (not --network host or none).
+func (a *agent) privateNetwork() bool {
+	return a.spec.Network != "host" && a.spec.Network != "none"
+}
+
+// startNetwork gives the network namespace of init pid its interface and
+// serves it; the network of a previous run ends.
+func (a *agent) startNetwork(pid int) error {
+	a.stopNetwork()
+	fd, err := netns.OpenTUN(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		return err
+	}
+	o := netns.NATOptions{Resolver: a.spec.Resolver}
+	for _, l := range a.spec.Links {
+		addr, err := netip.ParseAddr(l.Addr)
+		if err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("link address %q: %w", l.Addr, err)
+		}
+		if o.Links == nil {
+			o.Links = map[netip.Addr]netns.DialFunc{}
+		}
+		o.Links[addr] = linkDialer(l.Socket)
+	}
+	nat, err := netns.StartNAT(fd, o)
+	if err != nil {
+		return err
+	}
+	a.nat = nat
+	return nil
+}
+
+func (a *agent) stopNetwork() {
+	if a.nat != nil {
+		a.nat.Close()
+		a.nat = nil
+	}
+}
+
+// linkDialer reaches ports of a linked container through its agent (the
+// "dial" request).
+func linkDialer(socket string) netns.DialFunc {
+	return func(network, addr string) (net.Conn, error) {
+		c, err := net.DialTimeout("unix", socket, 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("reach linked container: %w", err)
+		}
+		var rep Reply
+		if err := writeJSON(c, Request{Op: "dial", Network: network, Addr: addr}); err == nil {
+			err = readJSON(c, &rep)
+		}
+		if err == nil && rep.Error != "" {
+			err = errors.New(rep.Error)
+		}
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// dial connects to addr inside the container's network namespace and, once
+// the reply went out, relays between that connection and c.
+func (a *agent) dial(c net.Conn, network, addr string) {
+	a.mu.Lock()
+	pid := a.state.Pid
+	a.mu.Unlock()
+	if pid == 0 {
+		writeJSON(c, Reply{Error: "container is not running"})
+		return
+	}
+	a.dialerMu.Lock()
+	if a.dialer == nil || a.dialerPid != pid {
+		if a.dialer != nil {
+			a.dialer.Close()
+		}
+		d, err := netns.NewDialer(fmt.Sprintf("/proc/%d/ns/net", pid))
+		if err != nil {
+			a.dialerMu.Unlock()
+			writeJSON(c, Reply{Error: err.Error()})
+			return
+		}
+		a.dialer, a.dialerPid = d, pid
+	}
+	d := a.dialer
+	a.dialerMu.Unlock()
+	out, err := d.Dial(network, addr)
+	if err != nil {
+		writeJSON(c, Reply{Error: err.Error()})
+		return
+	}
+	if writeJSON(c, Reply{}) != nil {
+		out.Close()
+		return
+	}
+	netns.Relay(c, out)
 }
 
 // recvConsole receives the pty master init sends.
@@ -643,6 +777,9 @@ func (a *agent) serve(c net.Conn) {
 	switch req.Op {
 	case "exec":
 		a.exec(c, req.Exec)
+		return
+	case "dial":
+		a.dial(c, req.Network, req.Addr)
 		return
 	case "attach":
 		if err := writeJSON(c, Reply{}); err != nil {

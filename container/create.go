@@ -3,6 +3,7 @@ package container
 import (
 	"bufio"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -54,8 +55,12 @@ type CreateOptions struct {
 	Network     string
 	AddHosts    []string
 	DNS         []string
-	Restart     string
-	Mapping     string
+	DNSSearch   []string
+	DNSOptions  []string
+	// Links are --link name[:alias].
+	Links   []string
+	Restart string
+	Mapping string
 	// Memory, CPUs and PidsLimit are --memory, --cpus and --pids-limit.
 	Memory    string
 	CPUs      string
@@ -161,8 +166,9 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 		GroupAdd:       o.GroupAdd,
 		Init:           o.Init,
 		UsernsMode:     o.Userns,
-		ExtraHosts:     o.AddHosts,
 		DNS:            o.DNS,
+		DNSSearch:      o.DNSSearch,
+		DNSOptions:     o.DNSOptions,
 	}
 	if hc.NetworkMode == "" {
 		hc.NetworkMode = "private"
@@ -170,7 +176,38 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 	switch hc.NetworkMode {
 	case "private", "none", "host", "bridge", "default":
 	default:
-		return nil, fmt.Errorf("network mode %q is not supported yet: use private, host or none", hc.NetworkMode)
+		return nil, fmt.Errorf("network %s not found: roost knows private (the default), host and none", hc.NetworkMode)
+	}
+	for _, h := range o.AddHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if ok && ip == "host-gateway" && hc.NetworkMode != "host" {
+			ip = netns.Gateway.String()
+		} else if ok && ip == "host-gateway" {
+			ip = "127.0.0.1"
+		}
+		if _, err := netip.ParseAddr(ip); !ok || name == "" || err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--add-host\" flag: want host:ip", h)
+		}
+		hc.ExtraHosts = append(hc.ExtraHosts, name+":"+ip)
+	}
+	for _, d := range o.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return nil, fmt.Errorf("invalid argument %q for \"--dns\" flag: %s is not an ip address", d, d)
+		}
+	}
+	for _, l := range o.Links {
+		target, alias, _ := strings.Cut(l, ":")
+		if alias == "" {
+			alias = target
+		}
+		if hc.NetworkMode == "host" || hc.NetworkMode == "none" {
+			return nil, fmt.Errorf("conflicting options: --link and --network %s", hc.NetworkMode)
+		}
+		t, err := s.Get(target)
+		if err != nil {
+			return nil, fmt.Errorf("could not get container for %s: %w", target, err)
+		}
+		r.Links = append(r.Links, Link{ID: t.ID, Name: t.Name, Alias: alias})
 	}
 	if o.Userns != "" && o.Userns != "keep-id" && o.Userns != "host" {
 		return nil, fmt.Errorf("--userns %q is not supported: use keep-id", o.Userns)

@@ -3,6 +3,7 @@
 package container
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -12,12 +13,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/roost-containers/roost/fuse"
+	"github.com/roost-containers/roost/netns"
 	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
 )
@@ -66,7 +69,28 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 			spec.RemoveVolumes = append(spec.RemoveVolumes, filepath.Dir(m.Source))
 		}
 	}
-	if err := s.writeEtcFiles(c); err != nil {
+	var linkHosts []string
+	if private(c.HostConfig.NetworkMode) {
+		spec.Resolver = s.resolver()
+		for i, l := range c.Links {
+			t, err := s.Get(l.ID)
+			if err != nil || !t.IsActive() {
+				return nil, fmt.Errorf("cannot link to a non running container: /%s AS /%s/%s", l.Name, c.Name, l.Alias)
+			}
+			addr := netns.LinkBase
+			for range i {
+				addr = addr.Next()
+			}
+			spec.Links = append(spec.Links, LinkRoute{Addr: addr.String(), Socket: s.socketPath(t.ID)})
+			names := l.Alias + " " + t.Config.Hostname
+			if t.Name != l.Alias {
+				names += " " + t.Name
+			}
+			linkHosts = append(linkHosts, addr.String()+"\t"+names)
+			spec.Init.Env = append(linkEnv(t, addr.String(), "/"+c.Name+"/"+l.Alias, l.Alias), spec.Init.Env...)
+		}
+	}
+	if err := s.writeEtcFiles(c, linkHosts); err != nil {
 		return nil, err
 	}
 	arg, err := json.Marshal(spec)
@@ -399,37 +423,107 @@ func hasOpt(opts []string, want string) bool {
 	return false
 }
 
-// writeEtcFiles writes the container's hosts, hostname and resolv.conf.
-func (s *Store) writeEtcFiles(c *Container) error {
-	host := c.HostConfig.NetworkMode == "host"
+// private says whether a network mode is the private network with NAT.
+func private(mode string) bool { return mode != "host" && mode != "none" }
+
+// resolver is where the private network's DNS forwarder sends queries: the
+// store's Resolver, or the host's first nameserver.
+func (s *Store) resolver() string {
+	if s.Resolver != "" {
+		return s.Resolver
+	}
+	host, _ := os.ReadFile("/etc/resolv.conf")
+	for _, line := range strings.Split(string(host), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "nameserver" {
+			return net.JoinHostPort(f[1], "53")
+		}
+	}
+	return "127.0.0.1:53" // the resolver's default when none is named
+}
+
+// linkEnv is Docker's environment for a link to t, reached at addr: NAME,
+// the exposed ports (ALIAS_PORT_80_TCP_ADDR...) and t's own variables.
+func linkEnv(t *Container, addr, name, alias string) []string {
+	prefix := strings.ToUpper(strings.ReplaceAll(alias, "-", "_"))
+	env := []string{prefix + "_NAME=" + name}
+	type port struct {
+		n     int
+		proto string
+	}
+	seen := map[port]bool{}
+	var ports []port
+	add := func(p port) {
+		if !seen[p] {
+			seen[p] = true
+			ports = append(ports, p)
+		}
+	}
+	for k := range t.Config.ExposedPorts {
+		n, proto, _ := strings.Cut(k, "/")
+		if v, err := strconv.Atoi(n); err == nil {
+			add(port{v, cmp.Or(proto, "tcp")})
+		}
+	}
+	for _, m := range t.Ports {
+		add(port{m.ContainerPort, m.Proto})
+	}
+	slices.SortFunc(ports, func(a, b port) int { return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.proto, b.proto)) })
+	for i, p := range ports {
+		url := fmt.Sprintf("%s://%s:%d", p.proto, addr, p.n)
+		if i == 0 {
+			env = append(env, prefix+"_PORT="+url)
+		}
+		key := fmt.Sprintf("%s_PORT_%d_%s", prefix, p.n, strings.ToUpper(p.proto))
+		env = append(env, key+"="+url, key+"_ADDR="+addr, fmt.Sprintf("%s_PORT=%d", key, p.n), key+"_PROTO="+p.proto)
+	}
+	for _, kv := range t.Config.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && k != "HOME" && k != "PATH" {
+			env = append(env, prefix+"_ENV_"+k+"="+v)
+		}
+	}
+	return env
+}
+
+// writeEtcFiles writes the container's hosts, hostname and resolv.conf, as
+// Docker does; linkHosts are the hosts lines of its links.
+func (s *Store) writeEtcFiles(c *Container, linkHosts []string) error {
+	mode := c.HostConfig.NetworkMode
 	hostname := c.Config.Hostname
-	if host {
+	if mode == "host" {
 		hostname, _ = os.Hostname()
 	}
 	var hosts strings.Builder
-	if host {
+	switch mode {
+	case "host":
 		if b, err := os.ReadFile("/etc/hosts"); err == nil {
 			hosts.Write(b)
 		}
-	} else {
-		hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-		fmt.Fprintf(&hosts, "127.0.1.1\t%s\n", hostname)
+	default:
+		hosts.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+			"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	}
+	if private(mode) {
+		fmt.Fprintf(&hosts, "%s\thost.containers.internal host.docker.internal\n", netns.Gateway)
 	}
 	for _, h := range c.HostConfig.ExtraHosts {
 		if name, ip, ok := strings.Cut(h, ":"); ok {
 			fmt.Fprintf(&hosts, "%s\t%s\n", ip, name)
 		}
 	}
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		resolv = nil
+	for _, l := range linkHosts {
+		hosts.WriteString(l + "\n")
 	}
-	if len(c.HostConfig.DNS) > 0 {
-		var b strings.Builder
-		for _, d := range c.HostConfig.DNS {
-			fmt.Fprintf(&b, "nameserver %s\n", d)
-		}
-		resolv = []byte(b.String())
+	switch mode {
+	case "none":
+		fmt.Fprintf(&hosts, "127.0.1.1\t%s\n", hostname)
+	case "host":
+	default:
+		fmt.Fprintf(&hosts, "%s\t%s\n", netns.ContainerIP, hostname)
+	}
+	resolv, err := resolvConf(c.HostConfig, private(mode))
+	if err != nil {
+		return err
 	}
 	files := map[string][]byte{"hosts": []byte(hosts.String()), "hostname": []byte(hostname + "\n"), "resolv.conf": resolv}
 	if c.Mapping == "single" {
@@ -441,6 +535,60 @@ func (s *Store) writeEtcFiles(c *Container) error {
 		}
 	}
 	return nil
+}
+
+// resolvConf is the container's resolv.conf: the host's, with --dns,
+// --dns-search and --dns-option in place of its own lines; on the private
+// network the nameserver is the forwarder at netns.DNSServer.
+func resolvConf(hc HostConfig, private bool) ([]byte, error) {
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read the host's resolv.conf: %w", err)
+	}
+	if len(hc.DNS) == 0 && len(hc.DNSSearch) == 0 && len(hc.DNSOptions) == 0 && !private {
+		return host, nil
+	}
+	var servers, search, options []string
+	for _, line := range strings.Split(string(host), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			servers = append(servers, f[1])
+		case "search", "domain":
+			search = f[1:]
+		case "options":
+			options = append(options, f[1:]...)
+		}
+	}
+	if private {
+		servers = []string{netns.DNSServer.String()}
+	}
+	if len(hc.DNS) > 0 {
+		servers = hc.DNS
+	}
+	if len(hc.DNSSearch) > 0 {
+		search = hc.DNSSearch
+		if len(search) == 1 && search[0] == "." {
+			search = nil
+		}
+	}
+	if len(hc.DNSOptions) > 0 {
+		options = hc.DNSOptions
+	}
+	var b strings.Builder
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	if len(options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
+	}
+	return []byte(b.String()), nil
 }
 
 // Exec runs a command in a running container. Unless detached, the session

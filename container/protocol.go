@@ -45,12 +45,17 @@ type Request struct {
 	// Op is "kill" (send Signal), "stop" (Signal, then SIGKILL after
 	// Timeout seconds), "pause", "unpause", "procs" (list the processes),
 	// "exec" (run Exec in the container; after the Reply the connection
-	// carries Frames as an attach stream does, ending with the exit status)
-	// or "attach" (after the Reply, an attach stream of the container).
+	// carries Frames as an attach stream does, ending with the exit status),
+	// "attach" (after the Reply, an attach stream of the container) or
+	// "dial" (connect to Addr over Network inside the container's network
+	// namespace; after an empty Reply the connection carries that
+	// connection's bytes both ways: a --link).
 	Op      string    `json:"op"`
 	Signal  int       `json:"signal,omitempty"`
 	Timeout int       `json:"timeout,omitempty"`
 	Exec    *ExecSpec `json:"exec,omitempty"`
+	Network string    `json:"network,omitempty"`
+	Addr    string    `json:"addr,omitempty"`
 }
 
 // ExecSpec is one `exec`.

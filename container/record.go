@@ -60,6 +60,12 @@ type Device struct {
 	CgroupPermissions string
 }
 
+// Link is one --link: the container ID (named Name when linked) reached
+// as Alias.
+type Link struct {
+	ID, Name, Alias string
+}
+
 // RestartPolicy is --restart.
 type RestartPolicy struct {
 	Name              string
@@ -84,6 +90,11 @@ type HostConfig struct {
 	UsernsMode     string
 	ExtraHosts     []string
 	DNS            []string `json:"Dns"`
+	DNSSearch      []string `json:"DnsSearch"`
+	DNSOptions     []string `json:"DnsOptions"`
+	// Links are Docker's "/target:/container/alias", filled in by
+	// inspect from Record.Links.
+	Links []string `json:",omitempty"`
 	// Memory (bytes), NanoCpus (CPUs × 1e9) and PidsLimit are the cgroup
 	// v2 limits; 0 means none.
 	Memory    int64
@@ -123,6 +134,8 @@ type Record struct {
 	Mounts     []Mount
 	// Mapping is the kind of id mapping: full, subid or single.
 	Mapping string
+	// Links are the --link targets.
+	Links []Link `json:",omitempty"`
 	// Ports are the -p and -P mappings as asked for (host port 0: any).
 	Ports []netns.PortMapping `json:",omitempty"`
 }
@@ -164,6 +177,9 @@ type Store struct {
 	dir     string
 	runRoot string
 	volumes string
+	// Resolver is the DNS server (host:port) that containers' private
+	// networks forward queries to; empty: the host's first nameserver.
+	Resolver string
 }
 
 // OpenStore returns the container store under the storage root; runRoot is
