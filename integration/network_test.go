@@ -1,0 +1,324 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// hostServer serves body over HTTP on addr (host:0) of the host and
+// returns its port and the remote addresses it saw.
+func hostServer(t *testing.T, addr, body string) (int, chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 16)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case seen <- r.RemoteAddr:
+		default:
+		}
+		io.WriteString(w, body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port, seen
+}
+
+// hostAddress is an address of this machine that is not loopback.
+func hostAddress(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	t.Fatal("this machine has no IPv4 address besides loopback: outbound traffic cannot be tested")
+	return ""
+}
+
+func TestNetworkOutboundTCP(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	port, seen := hostServer(t, "127.0.0.1:0", "hello from the host's loopback\n")
+	// The gateway, by name and by address, is the host's loopback.
+	for _, host := range []string{"host.containers.internal", "host.docker.internal", "10.0.2.2"} {
+		out := e.ok("run", "--rm", img, "wget", "-qO-", fmt.Sprintf("http://%s:%d/", host, port))
+		if out != "hello from the host's loopback\n" {
+			t.Errorf("wget via %s: %q", host, out)
+		}
+		if from := <-seen; !strings.HasPrefix(from, "127.0.0.1:") {
+			t.Errorf("the host saw the container come from %s, want 127.0.0.1", from)
+		}
+	}
+	// Any other address is dialled from the host, as it is named.
+	ip := hostAddress(t)
+	port, seen = hostServer(t, net.JoinHostPort(ip, "0"), "hello from "+ip+"\n")
+	out := e.ok("run", "--rm", img, "wget", "-qO-", fmt.Sprintf("http://%s:%d/", ip, port))
+	if out != "hello from "+ip+"\n" {
+		t.Errorf("wget http://%s:%d/: %q", ip, port, out)
+	}
+	<-seen
+	// A refused connection is refused in the container too.
+	closed := freePort(t)
+	r := e.run("run", "--rm", img, "wget", "-qO-", fmt.Sprintf("http://10.0.2.2:%d/", closed))
+	if r.code == 0 || !strings.Contains(r.stderr, "refused") {
+		t.Errorf("wget to a closed port: %s", r)
+	}
+	// The interface as a container sees it.
+	out = e.ok("run", "--rm", img, "sh", "-c", "ip -4 addr show eth0; ip route")
+	for _, want := range []string{"inet 10.0.2.100/24", "mtu 65520", "default via 10.0.2.2 dev eth0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("interface: no %q in\n%s", want, out)
+		}
+	}
+}
+
+func TestNetworkOutboundUDP(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	// busybox's syslogd forwards what logger writes as UDP datagrams.
+	e.ok("run", "-d", "--name", "logs", img, "sh", "-c",
+		fmt.Sprintf("syslogd -n -R 10.0.2.2:%d & until [ -S /dev/log ]; do sleep 0.1; done; while true; do logger -t roost hello-over-udp; sleep 1; done", port))
+	t.Cleanup(func() { e.run("rm", "-f", "logs") })
+	pc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 2048)
+	n, from, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("no datagram from the container: %v\n%s", err, e.run("logs", "logs"))
+	}
+	if !strings.Contains(string(buf[:n]), "hello-over-udp") {
+		t.Errorf("datagram from %s: %q", from, buf[:n])
+	}
+}
+
+// dnsServer answers A queries for names with their addresses and NXDOMAIN
+// for the rest, over UDP on the host's loopback; it returns its address.
+func dnsServer(t *testing.T, names map[string]string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RCode: dnsmessage.RCodeNameError})
+			b.EnableCompression()
+			ip, ok := names[strings.TrimSuffix(q.Name.String(), ".")]
+			if ok {
+				b = dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+			}
+			b.StartQuestions()
+			b.Question(q)
+			b.StartAnswers()
+			if ok && q.Type == dnsmessage.TypeA {
+				a := dnsmessage.AResource{}
+				copy(a.A[:], net.ParseIP(ip).To4())
+				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, a)
+			}
+			msg, err := b.Finish()
+			if err == nil {
+				pc.WriteTo(msg, from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func TestNetworkDNS(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	resolver := dnsServer(t, map[string]string{"db.roost-test.example": "192.0.2.7"})
+	if err := os.MkdirAll(filepath.Join(e.ConfigHome, "roost"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf("[network]\nresolver = %q\n", resolver)
+	if err := os.WriteFile(filepath.Join(e.ConfigHome, "roost", "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := e.ok("run", "--rm", img, "sh", "-c", "cat /etc/resolv.conf; nslookup db.roost-test.example")
+	if !strings.Contains(out, "nameserver 10.0.2.3\n") {
+		t.Errorf("resolv.conf does not name the forwarder:\n%s", out)
+	}
+	if !strings.Contains(out, "Address: 192.0.2.7") {
+		t.Errorf("lookup through the forwarder:\n%s", out)
+	}
+	r := e.run("run", "--rm", img, "nslookup", "missing.roost-test.example")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "NXDOMAIN") {
+		t.Errorf("lookup of a missing name: %s", r)
+	}
+	// --dns, --dns-search and --dns-option replace the lines.
+	out = e.ok("run", "--rm", "--dns", "192.0.2.53", "--dns-search", "roost-test.example", "--dns-option", "ndots:2", img, "cat", "/etc/resolv.conf")
+	if out != "nameserver 192.0.2.53\nsearch roost-test.example\noptions ndots:2\n" {
+		t.Errorf("resolv.conf with --dns, --dns-search, --dns-option:\n%s", out)
+	}
+}
+
+func TestNetworkEtcFiles(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	out := e.ok("run", "--rm", "--hostname", "box", "--add-host", "db.example:192.0.2.10", "--add-host", "hostgw:host-gateway",
+		img, "sh", "-c", "hostname; cat /etc/hostname /etc/hosts")
+	for _, want := range []string{"box\nbox\n", "127.0.0.1\tlocalhost\n", "10.0.2.2\thost.containers.internal host.docker.internal\n",
+		"192.0.2.10\tdb.example\n", "10.0.2.2\thostgw\n", "10.0.2.100\tbox\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+	id := strings.TrimSpace(e.ok("run", "-d", "--name", "idle", img, "sleep", "600"))
+	t.Cleanup(func() { e.run("rm", "-f", "idle") })
+	var ns struct {
+		NetworkSettings struct {
+			IPAddress, Gateway, MacAddress string
+			IPPrefixLen                    int
+			Ports                          map[string]any
+			Networks                       map[string]struct{ IPAddress, Gateway string }
+		}
+	}
+	inspectJSON(t, e, "idle", &ns)
+	got := ns.NetworkSettings
+	if got.IPAddress != "10.0.2.100" || got.Gateway != "10.0.2.2" || got.IPPrefixLen != 24 || got.Ports == nil ||
+		got.Networks["private"].IPAddress != "10.0.2.100" {
+		t.Errorf("inspect %s NetworkSettings: %+v", id[:12], got)
+	}
+	e.ok("stop", "-t", "0", "idle")
+	inspectJSON(t, e, "idle", &ns)
+	if ns.NetworkSettings.IPAddress != "" {
+		t.Errorf("a stopped container has the address %q", ns.NetworkSettings.IPAddress)
+	}
+	// --network none has loopback only; host has the host's interfaces.
+	out = e.ok("run", "--rm", "--network", "none", img, "ip", "-o", "link")
+	if strings.Contains(out, "eth0") || !strings.Contains(out, "lo:") {
+		t.Errorf("--network none links:\n%s", out)
+	}
+}
+
+// inspectJSON decodes `container inspect ref` into v.
+func inspectJSON(t *testing.T, e *roostEnv, ref string, v any) {
+	t.Helper()
+	out := e.ok("container", "inspect", ref)
+	var all []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &all); err != nil || len(all) != 1 {
+		t.Fatalf("inspect %s: %v\n%s", ref, err, out)
+	}
+	if err := json.Unmarshal(all[0], v); err != nil {
+		t.Fatalf("inspect %s: %v\n%s", ref, err, out)
+	}
+}
+
+func TestNetworkLinks(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	e.importTar(e.path("runimage.tar"), "dbimage", "--change", "EXPOSE 5432", "--change", `CMD ["sh"]`)
+	site := e.path("site")
+	os.MkdirAll(site, 0o755)
+	os.WriteFile(filepath.Join(site, "index.html"), []byte("hello from db\n"), 0o644)
+	e.ok("run", "-d", "--name", "db", "--hostname", "dbhost", "-e", "DB_FLAVOUR=httpd", "-v", site+":/srv:ro",
+		"dbimage", "httpd", "-f", "-p", "5432", "-h", "/srv")
+	t.Cleanup(func() { e.run("rm", "-f", "db") })
+	waitFor(t, func() bool { return e.run("exec", "db", "wget", "-qO-", "http://127.0.0.1:5432/index.html").code == 0 })
+	out := e.ok("run", "--rm", "--name", "web", "--link", "db:database", img, "sh", "-c",
+		"env; cat /etc/hosts; wget -qO- http://database:5432/index.html; wget -qO- http://db:5432/index.html")
+	for _, want := range []string{
+		"\n10.0.2.200\tdatabase dbhost db\n",
+		"DATABASE_NAME=/web/database\n",
+		"DATABASE_PORT=tcp://10.0.2.200:5432\n",
+		"DATABASE_PORT_5432_TCP=tcp://10.0.2.200:5432\n",
+		"DATABASE_PORT_5432_TCP_ADDR=10.0.2.200\n",
+		"DATABASE_PORT_5432_TCP_PORT=5432\n",
+		"DATABASE_PORT_5432_TCP_PROTO=tcp\n",
+		"DATABASE_ENV_DB_FLAVOUR=httpd\n",
+		"hello from db\nhello from db\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("linked container: no %q in\n%s", want, out)
+		}
+	}
+	// A closed port behind the link is refused.
+	r := e.run("run", "--rm", "--link", "db:database", img, "wget", "-qO-", "http://database:5433/")
+	if r.code == 0 {
+		t.Errorf("wget to a closed port of the linked container: %s", r)
+	}
+	e.ok("create", "--name", "web2", "--link", "db:database", img, "true")
+	t.Cleanup(func() { e.run("rm", "-f", "web2") })
+	var hc struct{ HostConfig struct{ Links []string } }
+	inspectJSON(t, e, "web2", &hc)
+	if len(hc.HostConfig.Links) != 1 || hc.HostConfig.Links[0] != "/db:/web2/database" {
+		t.Errorf("HostConfig.Links = %q", hc.HostConfig.Links)
+	}
+	e.ok("stop", "-t", "0", "db")
+	line := e.fails("start", "web2")
+	if !strings.Contains(line, "non running container") {
+		t.Errorf("start linked to a stopped container: %q", line)
+	}
+}
+
+func TestNetworkBadInput(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown network", []string{"--network", "bogus"}, "network bogus not found"},
+		{"link to a missing container", []string{"--link", "missing:db"}, "could not get container for missing"},
+		{"add-host without an address", []string{"--add-host", "justaname"}, "--add-host"},
+		{"add-host with a bad address", []string{"--add-host", "h:1.2.3"}, "--add-host"},
+		{"dns that is not an address", []string{"--dns", "dns.example"}, "--dns"},
+		{"link on the host network", []string{"--network", "host", "--link", "x"}, "conflicting options"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newRoost(t)
+			img := runImage(t, e)
+			before := e.snapshot()
+			args := append(append([]string{"run", "--rm"}, tt.args...), img, "true")
+			line := e.fails(args...)
+			if !strings.Contains(line, tt.want) {
+				t.Errorf("error %q lacks %q", line, tt.want)
+			}
+			e.wantUnchanged(before)
+		})
+	}
+}
