@@ -32,7 +32,7 @@ func stores(c *cli.Context) (*layers.Store, *container.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cs.Resolver = e.cfg.Network.Resolver
+	cs.Resolver, cs.ClientAddress = e.cfg.Network.Resolver, e.cfg.Network.ClientAddress
 	return is, cs, nil
 }
 

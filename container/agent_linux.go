@@ -55,6 +55,10 @@ type AgentSpec struct {
 	Resolver string `json:",omitempty"`
 	// Links are the --link targets the private network routes to.
 	Links []LinkRoute `json:",omitempty"`
+	// ClientAddress delivers published ports through the private
+	// network's netstack, from the client's address, instead of splicing
+	// them from the container's loopback.
+	ClientAddress bool `json:",omitempty"`
 }
 
 // LinkRoute is one --link as the agent routes it: connections to Addr go to
@@ -215,7 +219,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	backoff := 100 * time.Millisecond
 	for run := 0; ; run++ {
 		code, err = a.start(rootfs)
-		if err == nil && proxy != nil {
+		if err == nil && proxy != nil && a.spec.ClientAddress && a.nat != nil {
+			proxy.Serve(a.nat)
+		} else if err == nil && proxy != nil {
 			// Each start is a new network namespace: dial into this one.
 			var d *netns.Dialer
 			if d, err = netns.NewDialer(fmt.Sprintf("/proc/%d/ns/net", a.state.Pid)); err != nil {

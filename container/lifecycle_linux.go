@@ -72,6 +72,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 	var linkHosts []string
 	if private(c.HostConfig.NetworkMode) {
 		spec.Resolver = s.resolver()
+		spec.ClientAddress = s.ClientAddress
 		for i, l := range c.Links {
 			t, err := s.Get(l.ID)
 			if err != nil || !t.IsActive() {

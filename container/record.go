@@ -180,6 +180,9 @@ type Store struct {
 	// Resolver is the DNS server (host:port) that containers' private
 	// networks forward queries to; empty: the host's first nameserver.
 	Resolver string
+	// ClientAddress delivers published ports of containers on the private
+	// network from the client's address (see AgentSpec).
+	ClientAddress bool
 }
 
 // OpenStore returns the container store under the storage root; runRoot is

@@ -322,3 +322,62 @@ func TestNetworkBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishedPortClientAddress: with network.client_address, a published
+// port's connection reaches the container from the client's address (the
+// gateway for the host's loopback); by default it comes from 127.0.0.1.
+func TestPublishedPortClientAddress(t *testing.T) {
+	t.Parallel()
+	ip := hostAddress(t)
+	for _, tt := range []struct {
+		name               string
+		config             string
+		fromLoopback, from string
+	}{
+		{"splice", "", "127.0.0.1", "127.0.0.1"},
+		{"client address", "[network]\nclient_address = true\n", "10.0.2.2", ip},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newRoost(t)
+			img := runImage(t, e)
+			if tt.config != "" {
+				os.MkdirAll(filepath.Join(e.ConfigHome, "roost"), 0o700)
+				if err := os.WriteFile(filepath.Join(e.ConfigHome, "roost", "config.toml"), []byte(tt.config), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			site := e.path("site")
+			os.MkdirAll(filepath.Join(site, "cgi-bin"), 0o755)
+			cgi := "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' \"$REMOTE_ADDR\"\n"
+			if err := os.WriteFile(filepath.Join(site, "cgi-bin", "addr"), []byte(cgi), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			port := freePort(t)
+			e.ok("run", "-d", "--name", "who", "-p", fmt.Sprintf("%d:8080", port), "-v", site+":/srv:ro", img, "httpd", "-f", "-p", "8080", "-h", "/srv")
+			t.Cleanup(func() { e.run("rm", "-f", "who") })
+			get := func(host string) string {
+				var body string
+				waitFor(t, func() bool {
+					resp, err := http.Get(fmt.Sprintf("http://%s/cgi-bin/addr", net.JoinHostPort(host, fmt.Sprint(port))))
+					if err != nil {
+						return false
+					}
+					defer resp.Body.Close()
+					b, _ := io.ReadAll(resp.Body)
+					// httpd listens on IPv6 too: [::ffff:a.b.c.d].
+					body = strings.TrimSpace(string(b))
+					body = strings.TrimSuffix(strings.TrimPrefix(body, "[::ffff:"), "]")
+					return resp.StatusCode == 200
+				})
+				return body
+			}
+			if got := get("127.0.0.1"); got != tt.fromLoopback {
+				t.Errorf("a client on the host's loopback arrives from %q, want %q", got, tt.fromLoopback)
+			}
+			if got := get(ip); got != tt.from {
+				t.Errorf("a client at %s arrives from %q, want %q", ip, got, tt.from)
+			}
+		})
+	}
+}

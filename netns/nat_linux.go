@@ -3,6 +3,7 @@
 package netns
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,8 @@ const (
 	Interface = "eth0"
 	// MTU is the interface's: large, as nothing on the path fragments.
 	MTU = 65520
+	// nic is the netstack's only NIC, the TUN device.
+	nic = 1
 	// udpIdle ends a UDP flow nobody used for that long.
 	udpIdle = 60 * time.Second
 )
@@ -66,9 +69,10 @@ type NATOptions struct {
 // container's TUN device that terminates the container's TCP and UDP flows
 // and opens each again from the host, as slirp does.
 type NAT struct {
-	stack *stack.Stack
-	fd    int
-	opts  NATOptions
+	stack     *stack.Stack
+	fd        int
+	opts      NATOptions
+	closeOnce sync.Once
 }
 
 // OpenTUN creates the container's interface inside the network namespace
@@ -150,7 +154,6 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %w", Interface, err)
 	}
-	const nic = 1
 	if err := s.CreateNIC(nic, ep); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %s", Interface, err)
@@ -169,9 +172,58 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 
 // Close stops the network; the container's flows end.
 func (n *NAT) Close() {
-	n.stack.Close()
-	n.stack.Wait()
-	unix.Close(n.fd)
+	n.closeOnce.Do(func() {
+		n.stack.Close()
+		n.stack.Wait()
+		unix.Close(n.fd)
+	})
+}
+
+// DialPort connects to the container's port through the netstack, from the
+// client's own address, so that the container sees who connects. A client
+// on the host's loopback comes from Gateway, as the container's kernel
+// takes no loopback source from outside.
+func (n *NAT) DialPort(network string, port int, from net.Addr) (net.Conn, error) {
+	src := Gateway
+	var srcPort int
+	switch a := from.(type) {
+	case *net.TCPAddr:
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsLoopback() && ip.Unmap().Is4() {
+			src = ip.Unmap()
+		}
+		srcPort = a.Port
+	case *net.UDPAddr:
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsLoopback() && ip.Unmap().Is4() {
+			src = ip.Unmap()
+		}
+		srcPort = a.Port
+	}
+	local := tcpip.FullAddress{NIC: nic, Addr: tcpip.AddrFrom4(src.As4()), Port: uint16(srcPort)}
+	remote := tcpip.FullAddress{NIC: nic, Addr: tcpip.AddrFrom4(ContainerIP.As4()), Port: uint16(port)}
+	if network == "udp" {
+		c, err := gonet.DialUDP(n.stack, &local, &remote, ipv4.ProtocolNumber)
+		if err != nil {
+			// The client's port is taken (another client behind the
+			// same address): any port will do.
+			local.Port = 0
+			c, err = gonet.DialUDP(n.stack, &local, &remote, ipv4.ProtocolNumber)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := gonet.DialTCPWithBind(ctx, n.stack, local, remote, ipv4.ProtocolNumber)
+	if err != nil && local.Port != 0 && !errors.Is(err, context.DeadlineExceeded) {
+		local.Port = 0
+		c, err = gonet.DialTCPWithBind(ctx, n.stack, local, remote, ipv4.ProtocolNumber)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // target says where a flow to dst:port from the container goes, and how.

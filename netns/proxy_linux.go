@@ -17,8 +17,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// PortDialer connects a published port's clients to the container.
+type PortDialer interface {
+	// DialPort connects to the container's port over network (tcp, udp)
+	// for a client at from.
+	DialPort(network string, port int, from net.Addr) (net.Conn, error)
+	// Close releases the dialer; it may be called more than once.
+	Close()
+}
+
+var (
+	_ PortDialer = (*Dialer)(nil)
+	_ PortDialer = (*NAT)(nil)
+)
+
 // Dialer opens sockets inside one network namespace, from a goroutine locked
-// to a thread that joined it.
+// to a thread that joined it. As a PortDialer it connects from the
+// container's loopback, so the container sees every client as 127.0.0.1;
+// the bytes then move with splice.
 type Dialer struct {
 	reqs      chan dialReq
 	done      chan struct{}
@@ -88,12 +104,17 @@ func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
 	return res.conn, res.err
 }
 
+// DialPort connects to 127.0.0.1:port inside the namespace.
+func (d *Dialer) DialPort(network string, port int, from net.Addr) (net.Conn, error) {
+	return d.Dial(network, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
 // Close ends the dialer's thread.
 func (d *Dialer) Close() { d.closeOnce.Do(func() { close(d.done) }) }
 
 // PortProxy forwards published host ports into a container.
 type PortProxy struct {
-	dialer    *Dialer
+	dialer    PortDialer
 	serving   sync.Once
 	mu        sync.Mutex
 	listeners []io.Closer
@@ -146,7 +167,7 @@ func Listen(maps []PortMapping) (*PortProxy, error) {
 // Serve forwards connections through d until Close. Called again (the
 // container restarted in a new network namespace), it switches to the new
 // dialer and closes the old one.
-func (p *PortProxy) Serve(d *Dialer) {
+func (p *PortProxy) Serve(d PortDialer) {
 	p.mu.Lock()
 	old := p.dialer
 	p.dialer = d
@@ -166,15 +187,14 @@ func (p *PortProxy) Serve(d *Dialer) {
 	})
 }
 
-func (p *PortProxy) dial(network, addr string) (net.Conn, error) {
+func (p *PortProxy) dial(network string, port int, from net.Addr) (net.Conn, error) {
 	p.mu.Lock()
 	d := p.dialer
 	p.mu.Unlock()
-	return d.Dial(network, addr)
+	return d.DialPort(network, port, from)
 }
 
 func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
-	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.ContainerPort))
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -182,12 +202,16 @@ func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
 		}
 		go func() {
 			defer c.Close()
-			in, err := p.dial("tcp", target)
+			in, err := p.dial("tcp", m.ContainerPort, c.RemoteAddr())
 			if err != nil {
 				return
 			}
-			defer in.Close()
-			splice(c.(*net.TCPConn), in.(*net.TCPConn))
+			if tc, ok := in.(*net.TCPConn); ok {
+				defer in.Close()
+				splice(c.(*net.TCPConn), tc)
+				return
+			}
+			Relay(c, in)
 		}()
 	}
 }
@@ -204,7 +228,6 @@ func splice(a, b *net.TCPConn) {
 
 // serveUDP relays datagrams: one socket inside the container per client.
 func (p *PortProxy) serveUDP(pc net.PacketConn, m PortMapping) {
-	target := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.ContainerPort))
 	var mu sync.Mutex
 	clients := map[string]net.Conn{}
 	buf := make([]byte, 65535)
@@ -218,7 +241,7 @@ func (p *PortProxy) serveUDP(pc net.PacketConn, m PortMapping) {
 		c, ok := clients[key]
 		mu.Unlock()
 		if !ok {
-			c, err = p.dial("udp", target)
+			c, err = p.dial("udp", m.ContainerPort, from)
 			if err != nil {
 				continue
 			}
