@@ -838,7 +838,7 @@ func inspectNetwork(ctr *container.Container) networkSettings {
 		ns.SandboxID = ctr.ID
 		ns.SandboxKey = fmt.Sprintf("/proc/%d/ns/net", ctr.State.Pid)
 	}
-	if running && ctr.HostConfig.NetworkMode != "host" && ctr.HostConfig.NetworkMode != "none" {
+	if mode := ctr.HostConfig.NetworkMode; running && mode != "host" && mode != "none" && !strings.HasPrefix(mode, "container:") {
 		ns.Gateway, ns.IPAddress, ns.IPPrefixLen = netns.Gateway.String(), netns.ContainerIP.String(), netns.Subnet.Bits()
 		ep.Gateway, ep.IPAddress, ep.IPPrefixLen, ep.EndpointID = ns.Gateway, ns.IPAddress, ns.IPPrefixLen, ctr.ID
 	}

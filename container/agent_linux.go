@@ -59,6 +59,12 @@ type AgentSpec struct {
 	// network's netstack, from the client's address, instead of splicing
 	// them from the container's loopback.
 	ClientAddress bool `json:",omitempty"`
+	// NetNS, for --network container:NAME, is the network namespace init
+	// joins (the agent then runs in NAME's agent's user namespace, which
+	// owns it); DetachMount is NAME's union mount, inherited from that
+	// agent's mount namespace, which this agent lets go.
+	NetNS       string `json:",omitempty"`
+	DetachMount string `json:",omitempty"`
 }
 
 // LinkRoute is one --link as the agent routes it: connections to Addr go to
@@ -156,6 +162,11 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	defer lock.Close()
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, fmt.Errorf("make mounts private: %w", err)
+	}
+	if a.spec.DetachMount != "" {
+		// Holding the other container's union would keep its agent from
+		// unmounting it.
+		unix.Unmount(a.spec.DetachMount, unix.MNT_DETACH)
 	}
 	var lowers []fuse.Lower
 	for _, l := range a.spec.Layers {
@@ -385,7 +396,7 @@ func (a *agent) start(rootfs string) (int, error) {
 		cmd.Env = append(cmd.Env, "ROOST_TRACE=1")
 	}
 	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP)
-	if !init.HostNetwork {
+	if !init.HostNetwork && a.spec.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
@@ -446,7 +457,7 @@ func (a *agent) start(rootfs string) (int, error) {
 		cmd.Stdout, cmd.Stderr = outW, errW
 		stdout, stderr = outR, errR
 	}
-	if err := a.startPinned(cmd); err != nil {
+	if err := a.startPinned(cmd, a.spec.NetNS); err != nil {
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	a.cmd = cmd
@@ -513,7 +524,7 @@ func (a *agent) start(rootfs string) (int, error) {
 // privateNetwork says whether the container has a network namespace of its
 // own with user-mode NAT (not --network host or none).
 func (a *agent) privateNetwork() bool {
-	return a.spec.Network != "host" && a.spec.Network != "none"
+	return private(a.spec.Network)
 }
 
 // startNetwork gives the network namespace of init pid its interface and
@@ -611,6 +622,49 @@ func (a *agent) dial(c net.Conn, network, addr string) {
 	netns.Relay(c, out)
 }
 
+// spawn starts the agent of a container that joins this one's network
+// namespace (--network container:NAME): only a process in this agent's user
+// namespace may join it. After the request, one byte carries the new
+// agent's status pipe, log and, if attached, attach socket (SCM_RIGHTS).
+func (a *agent) spawn(c *net.UnixConn, spec string) error {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return fmt.Errorf("receive the agent's descriptors: %w", err)
+	}
+	var files []*os.File
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "spawned"))
+		}
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if len(files) < 2 {
+		return errors.New("receive the agent's descriptors: want a status pipe and a log")
+	}
+	cmd := exec.Command("/proc/self/exe", spec)
+	cmd.Args[0] = agentEntry
+	cmd.Env = append(os.Environ(), "ROOST_REEXEC="+agentEntry)
+	cmd.Stdout, cmd.Stderr = files[1], files[1]
+	cmd.ExtraFiles = append([]*os.File{files[0]}, files[2:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	go cmd.Wait()
+	return nil
+}
+
 // recvConsole receives the pty master init sends.
 func recvConsole(sock *os.File) *os.File {
 	buf := make([]byte, 1)
@@ -674,14 +728,28 @@ func (a *agent) broadcast(stream byte, p []byte) {
 // startPinned starts cmd from a thread that lives until the container's
 // init has been waited for: the kernel sends the parent-death signal when
 // the creating thread ends, not the process, and Go ends the threads of
-// locked goroutines that return (exec and the port dialer make such).
-func (a *agent) startPinned(cmd *exec.Cmd) error {
+// locked goroutines that return (exec and the port dialer make such). With
+// netNS, the thread joins that network namespace first, and cmd starts in
+// it; the thread then ends with the goroutine.
+func (a *agent) startPinned(cmd *exec.Cmd, netNS string) error {
 	errc := make(chan error, 1)
 	a.reaped = make(chan struct{})
 	reaped := a.reaped
 	go func() {
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		if netNS != "" {
+			f, err := os.Open(netNS)
+			if err == nil {
+				err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+				f.Close()
+			}
+			if err != nil {
+				errc <- fmt.Errorf("join the network namespace %s: %w", netNS, err)
+				return
+			}
+		} else {
+			defer runtime.UnlockOSThread()
+		}
 		err := cmd.Start()
 		errc <- err
 		if err == nil {
@@ -787,6 +855,10 @@ func (a *agent) serve(c net.Conn) {
 	case "dial":
 		a.dial(c, req.Network, req.Addr)
 		return
+	case "spawn":
+		if err := a.spawn(c.(*net.UnixConn), req.Agent); err != nil {
+			rep.Error = err.Error()
+		}
 	case "attach":
 		if err := writeJSON(c, Reply{}); err != nil {
 			return

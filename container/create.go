@@ -176,7 +176,24 @@ func (s *Store) Create(o CreateOptions) (*Container, error) {
 	switch hc.NetworkMode {
 	case "private", "none", "host", "bridge", "default":
 	default:
-		return nil, fmt.Errorf("network %s not found: roost knows private (the default), host and none", hc.NetworkMode)
+		ref, ok := strings.CutPrefix(hc.NetworkMode, "container:")
+		if !ok {
+			return nil, fmt.Errorf("network %s not found: roost knows private (the default), host, none and container:NAME", hc.NetworkMode)
+		}
+		t, err := s.Get(ref)
+		if err != nil {
+			return nil, fmt.Errorf("--network container:%s: %w", ref, err)
+		}
+		hc.NetworkMode = "container:" + t.ID
+		for _, c := range []struct {
+			set  bool
+			what string
+		}{{len(o.Publish) > 0 || o.PublishAll, "port publishing"}, {len(o.Links) > 0, "links"}, {len(o.AddHosts) > 0, "--add-host"},
+			{len(o.DNS) > 0 || len(o.DNSSearch) > 0 || len(o.DNSOptions) > 0, "DNS settings"}, {o.Hostname != "", "--hostname"}} {
+			if c.set {
+				return nil, fmt.Errorf("conflicting options: %s and the container network mode", c.what)
+			}
+		}
 	}
 	for _, h := range o.AddHosts {
 		name, ip, ok := strings.Cut(h, ":")

@@ -91,7 +91,30 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 			spec.Init.Env = append(linkEnv(t, addr.String(), "/"+c.Name+"/"+l.Alias, l.Alias), spec.Init.Env...)
 		}
 	}
-	if err := s.writeEtcFiles(c, linkHosts); err != nil {
+	// --network container:NAME: NAME's agent starts this one.
+	var spawner *Container
+	if ref, ok := strings.CutPrefix(c.HostConfig.NetworkMode, "container:"); ok {
+		t, err := s.Get(ref)
+		if err != nil || !t.IsActive() || t.State.Pid == 0 {
+			return nil, fmt.Errorf("cannot join the network of a non running container: %s", ref)
+		}
+		spawner = t
+		spec.NetNS = fmt.Sprintf("/proc/%d/ns/net", t.State.Pid)
+		spec.DetachMount = filepath.Join(t.Dir, "rootfs")
+		// Its hosts and resolv.conf too, as Docker does.
+		for _, f := range []string{"hosts", "resolv.conf"} {
+			b, err := os.ReadFile(filepath.Join(t.Dir, f))
+			if err == nil {
+				err = os.WriteFile(filepath.Join(c.Dir, f), b, 0o644)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("copy %s of %s: %w", f, t.Name, err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(c.Dir, "hostname"), []byte(c.Config.Hostname+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("write hostname: %w", err)
+		}
+	} else if err := s.writeEtcFiles(c, linkHosts); err != nil {
 		return nil, err
 	}
 	arg, err := json.Marshal(spec)
@@ -125,12 +148,20 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		sess.fw = NewFrameWriter(sess.conn)
 	}
 	Trace("cli", "agent-spawn")
-	err = cmd.Start()
-	statusW.Close()
-	if err != nil {
-		return nil, fmt.Errorf("start agent: %w", err)
+	if spawner != nil {
+		err = s.spawnThrough(spawner, string(arg), append([]*os.File{logf}, cmd.ExtraFiles...))
+		statusW.Close()
+		if err != nil {
+			return nil, fmt.Errorf("start agent through %s: %w", spawner.Name, err)
+		}
+	} else {
+		err = cmd.Start()
+		statusW.Close()
+		if err != nil {
+			return nil, fmt.Errorf("start agent: %w", err)
+		}
+		go cmd.Wait() // reap it if this process outlives it
 	}
-	go cmd.Wait() // reap it if this process outlives it
 	var st Started
 	if err := json.NewDecoder(statusR).Decode(&st); err != nil {
 		msg, _ := os.ReadFile(filepath.Join(c.Dir, "agent.log"))
@@ -145,6 +176,37 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 	sess.Pid = st.Pid
 	Trace("cli", "started")
 	return sess, nil
+}
+
+// spawnThrough asks the agent of t to start an agent with spec, handing it
+// files: the log, the status pipe and the attach socket (the "spawn"
+// request).
+func (s *Store) spawnThrough(t *Container, spec string, files []*os.File) error {
+	conn, err := net.DialTimeout("unix", s.socketPath(t.ID), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	uc := conn.(*net.UnixConn)
+	if err := writeJSON(uc, Request{Op: "spawn", Agent: spec}); err != nil {
+		return err
+	}
+	// Status pipe first, then the log, then the rest.
+	fds := []int{int(files[1].Fd()), int(files[0].Fd())}
+	for _, f := range files[2:] {
+		fds = append(fds, int(f.Fd()))
+	}
+	if _, _, err := uc.WriteMsgUnix([]byte{0}, unix.UnixRights(fds...), nil); err != nil {
+		return err
+	}
+	var rep Reply
+	if err := readJSON(uc, &rep); err != nil {
+		return err
+	}
+	if rep.Error != "" {
+		return errors.New(rep.Error)
+	}
+	return nil
 }
 
 // StartError is a container that did not start; Code is Docker's exit
@@ -425,7 +487,9 @@ func hasOpt(opts []string, want string) bool {
 }
 
 // private says whether a network mode is the private network with NAT.
-func private(mode string) bool { return mode != "host" && mode != "none" }
+func private(mode string) bool {
+	return mode != "host" && mode != "none" && !strings.HasPrefix(mode, "container:")
+}
 
 // resolver is where the private network's DNS forwarder sends queries: the
 // store's Resolver, or the host's first nameserver.

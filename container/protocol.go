@@ -49,13 +49,16 @@ type Request struct {
 	// "attach" (after the Reply, an attach stream of the container) or
 	// "dial" (connect to Addr over Network inside the container's network
 	// namespace; after an empty Reply the connection carries that
-	// connection's bytes both ways: a --link).
+	// connection's bytes both ways: a --link) or "spawn" (start the agent
+	// of a container that joins this one's network namespace: Agent is
+	// its AgentSpec; a byte with its descriptors follows the request).
 	Op      string    `json:"op"`
 	Signal  int       `json:"signal,omitempty"`
 	Timeout int       `json:"timeout,omitempty"`
 	Exec    *ExecSpec `json:"exec,omitempty"`
 	Network string    `json:"network,omitempty"`
 	Addr    string    `json:"addr,omitempty"`
+	Agent   string    `json:"agent,omitempty"`
 }
 
 // ExecSpec is one `exec`.

@@ -381,3 +381,44 @@ func TestPublishedPortClientAddress(t *testing.T) {
 		})
 	}
 }
+
+func TestNetworkContainerMode(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	site := e.path("site")
+	os.MkdirAll(site, 0o755)
+	os.WriteFile(filepath.Join(site, "index.html"), []byte("hello from web's loopback\n"), 0o644)
+	e.ok("run", "-d", "--name", "web", "-v", site+":/srv:ro", img, "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/srv")
+	t.Cleanup(func() { e.run("rm", "-f", "web") })
+	waitFor(t, func() bool { return e.run("exec", "web", "wget", "-qO-", "http://127.0.0.1:8080/index.html").code == 0 })
+	port, _ := hostServer(t, "127.0.0.1:0", "hello from the host\n")
+	out := e.ok("run", "--rm", "--network", "container:web", img, "sh", "-c",
+		fmt.Sprintf("wget -qO- http://127.0.0.1:8080/index.html; wget -qO- http://host.containers.internal:%d/; ip -4 -o addr show eth0", port))
+	for _, want := range []string{"hello from web's loopback\n", "hello from the host\n", "inet 10.0.2.100/24"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("in web's network: no %q in\n%s", want, out)
+		}
+	}
+	// A container that shares the namespace does not hold web up.
+	e.ok("run", "-d", "--name", "side", "--network", "container:web", img, "sleep", "600")
+	t.Cleanup(func() { e.run("rm", "-f", "side") })
+	e.ok("stop", "-t", "0", "web")
+	if st := e.inspectContainer("web"); st.State.Status != "exited" {
+		t.Errorf("web after stop: %s", st.State.Status)
+	}
+	e.ok("rm", "-f", "side")
+	line := e.fails("run", "--rm", "--network", "container:web", img, "true")
+	if !strings.Contains(line, "non running container") {
+		t.Errorf("joining a stopped container: %q", line)
+	}
+	for _, args := range [][]string{
+		{"--network", "container:missing"},
+		{"--network", "container:web", "-p", "8080"},
+		{"--network", "container:web", "--dns", "192.0.2.53"},
+	} {
+		before := e.snapshot()
+		e.fails(append(append([]string{"run", "--rm"}, args...), img, "true")...)
+		e.wantUnchanged(before)
+	}
+}
