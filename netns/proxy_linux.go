@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -35,10 +36,17 @@ var (
 // to a thread that joined it. As a PortDialer it connects from the
 // container's loopback, so the container sees every client as 127.0.0.1;
 // the bytes then move with splice.
+//
+// A socket belongs to the namespace it was created in, wherever it is
+// connected from: the thread keeps a few TCP sockets made in advance, so
+// that a TCP dial is a connect from the calling goroutine, without a hand-off
+// to that thread.
 type Dialer struct {
 	reqs      chan dialReq
 	done      chan struct{}
 	closeOnce sync.Once
+	// spare are unconnected IPv4 TCP sockets made in the namespace.
+	spare chan int
 	// dial, when set, replaces the namespace (tests).
 	dial func(network, addr string) (net.Conn, error)
 }
@@ -56,7 +64,7 @@ type dialResult struct {
 // NewDialer joins the network namespace at nsPath (such as /proc/PID/ns/net)
 // on a dedicated thread. Close ends the thread.
 func NewDialer(nsPath string) (*Dialer, error) {
-	d := &Dialer{reqs: make(chan dialReq), done: make(chan struct{})}
+	d := &Dialer{reqs: make(chan dialReq), done: make(chan struct{}), spare: make(chan int, 8)}
 	ready := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread dies with this goroutine.
@@ -73,8 +81,23 @@ func NewDialer(nsPath string) (*Dialer, error) {
 			return
 		}
 		ready <- nil
+		next := -1
+		defer func() {
+			if next >= 0 {
+				unix.Close(next)
+			}
+			d.Close() // the spare sockets pushed since
+		}()
 		for {
+			spare := d.spare
+			if next < 0 {
+				if next, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+					next, spare = -1, nil
+				}
+			}
 			select {
+			case spare <- next:
+				next = -1
 			case r := <-d.reqs:
 				c, err := net.DialTimeout(r.network, r.addr, 5*time.Second)
 				r.reply <- dialResult{c, err}
@@ -94,6 +117,14 @@ func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
 	if d.dial != nil {
 		return d.dial(network, addr)
 	}
+	if ap, err := netip.ParseAddrPort(addr); err == nil && network == "tcp" && ap.Addr().Is4() {
+		select {
+		case fd := <-d.spare:
+			return connect(fd, ap)
+		case <-d.done:
+			return nil, errors.New("dialer closed")
+		}
+	}
 	r := dialReq{network: network, addr: addr, reply: make(chan dialResult, 1)}
 	select {
 	case d.reqs <- r:
@@ -109,8 +140,35 @@ func (d *Dialer) DialPort(network string, port int, from net.Addr) (net.Conn, er
 	return d.Dial(network, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 }
 
-// Close ends the dialer's thread.
-func (d *Dialer) Close() { d.closeOnce.Do(func() { close(d.done) }) }
+// connect connects the spare socket fd to ap and hands it to the runtime's
+// poller. The connect waits in the kernel, at most 5 s: to a port on the
+// namespace's loopback it is done at once.
+func connect(fd int, ap netip.AddrPort) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "dial")
+	defer f.Close()
+	tv := unix.Timeval{Sec: 5}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	if err := unix.Connect(fd, sa); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", err)}
+	}
+	return net.FileConn(f)
+}
+
+// Close ends the dialer's thread and closes its spare sockets.
+func (d *Dialer) Close() {
+	d.closeOnce.Do(func() {
+		close(d.done)
+		for {
+			select {
+			case fd := <-d.spare:
+				unix.Close(fd)
+			default:
+				return
+			}
+		}
+	})
+}
 
 // PortProxy forwards published host ports into a container.
 type PortProxy struct {
