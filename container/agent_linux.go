@@ -286,6 +286,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			break
 		}
 	}
+	a.stopNetwork()
 	a.log.close()
 	if ln != nil {
 		ln.Close()

@@ -586,10 +586,11 @@ func (s *Store) writeEtcFiles(c *Container, linkHosts []string) error {
 	default:
 		fmt.Fprintf(&hosts, "%s\t%s\n", netns.ContainerIP, hostname)
 	}
-	resolv, err := resolvConf(c.HostConfig, private(mode))
-	if err != nil {
-		return err
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read the host's resolv.conf: %w", err)
 	}
+	resolv := resolvConf(host, c.HostConfig, private(mode))
 	files := map[string][]byte{"hosts": []byte(hosts.String()), "hostname": []byte(hostname + "\n"), "resolv.conf": resolv}
 	if c.Mapping == "single" {
 		files[aptSingleIDFile] = []byte(aptSingleIDConf)
@@ -605,13 +606,9 @@ func (s *Store) writeEtcFiles(c *Container, linkHosts []string) error {
 // resolvConf is the container's resolv.conf: the host's, with --dns,
 // --dns-search and --dns-option in place of its own lines; on the private
 // network the nameserver is the forwarder at netns.DNSServer.
-func resolvConf(hc HostConfig, private bool) ([]byte, error) {
-	host, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read the host's resolv.conf: %w", err)
-	}
+func resolvConf(host []byte, hc HostConfig, private bool) []byte {
 	if len(hc.DNS) == 0 && len(hc.DNSSearch) == 0 && len(hc.DNSOptions) == 0 && !private {
-		return host, nil
+		return host
 	}
 	var servers, search, options []string
 	for _, line := range strings.Split(string(host), "\n") {
@@ -653,7 +650,7 @@ func resolvConf(hc HostConfig, private bool) ([]byte, error) {
 	if len(options) > 0 {
 		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
 	}
-	return []byte(b.String()), nil
+	return []byte(b.String())
 }
 
 // Exec runs a command in a running container. Unless detached, the session

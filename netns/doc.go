@@ -1,9 +1,12 @@
 // Package netns owns container networking: publishing container ports on the
-// host (PortProxy) and parsing -p specs. The agent, which lives in the host's
-// network namespace and is root in the container's user namespace, listens on
-// the host and dials each connection from a goroutine locked to an OS thread
+// host (PortProxy), parsing -p specs, and the user-mode network of a
+// container (NAT). The agent, which lives in the host's network namespace and
+// is root in the container's user namespace, listens on the host and dials
+// each connection with a socket made by a goroutine locked to an OS thread
 // that has joined the container's network namespace (setns); the bytes then
 // move between the two sockets with splice (io.Copy of two *net.TCPConn).
+// With client addresses (NAT.DialPort) the connection is opened through the
+// netstack instead, from the client's address.
 //
 // What must hold:
 //   - A thread that joined a container's network namespace never runs other
@@ -12,6 +15,15 @@
 //   - All host ports are bound before the container is reported started, so
 //     a port in use fails `run`, not later.
 //
-// Not built yet: user-mode NAT for outbound traffic, DNS, links (the
-// networking issue); a private network has loopback only.
+// The private network (NAT): the agent creates a TUN device, eth0, inside
+// the container's network namespace and serves it with gVisor's netstack.
+// Every TCP and UDP flow the container opens ends in the netstack and is
+// opened again from the host's namespace: to the address it named, to the
+// host's loopback for Gateway, to the resolver for DNSServer:53, or through
+// another container's agent for a link address.
+//
+//   - The netstack never sees the host's traffic: only what the container
+//     sends to eth0.
+//   - A NAT is closed, and its TUN descriptor with it, before the agent
+//     serves the next run of the container (a new namespace).
 package netns
