@@ -60,8 +60,8 @@ type NATOptions struct {
 	// Resolver is the DNS server (host:port, reached from the host) that
 	// queries to DNSServer:53 are forwarded to.
 	Resolver string
-	// Links maps addresses in Subnet to linked containers: a connection to
-	// one is dialled with its DialFunc (to 127.0.0.1:port over there).
+	// Links maps addresses in Subnet to linked containers: a TCP connection
+	// to one is dialled with its DialFunc (to 127.0.0.1:port over there).
 	Links map[netip.Addr]DialFunc
 }
 
@@ -297,9 +297,11 @@ func (n *NAT) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
 	addr, dial := n.target(dst, id.LocalPort)
-	if dial == nil {
-		dial = net.Dial
+	if dial != nil {
+		// Links carry TCP only: an agent relays a byte stream.
+		return false
 	}
+	dial = net.Dial
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
