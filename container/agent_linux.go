@@ -224,7 +224,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		defer proxy.Close()
 		a.ports = proxy.Bound
 	}
-	defer a.stopNetwork()
 	var ln net.Listener
 	var code int
 	backoff := 100 * time.Millisecond
@@ -286,7 +285,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			break
 		}
 	}
-	a.stopNetwork()
 	a.log.close()
 	if ln != nil {
 		ln.Close()
@@ -473,19 +471,28 @@ func (a *agent) start(rootfs string) (int, error) {
 	if f, ok := cmd.Stderr.(*os.File); ok {
 		f.Close()
 	}
-	if a.privateNetwork() {
-		// Before init goes on: the command starts with its network up.
+	init.NetworkPending = a.privateNetwork()
+	json.NewEncoder(specW).Encode(init)
+	if init.NetworkPending {
+		// While init sets up the container; it execs the command once
+		// the pipe closes.
 		if err := a.startNetwork(cmd.Process.Pid); err != nil {
 			specW.Close()
-			statusR.Close()
 			cmd.Process.Kill()
+			// Init may have failed first, and taken its namespace along:
+			// its report is the one to give.
+			code := 125
+			var ee ExecError
+			if json.NewDecoder(statusR).Decode(&ee) == nil {
+				code, err = ee.Code, &initError{code: ee.Code, err: errors.New(ee.Message)}
+			}
+			statusR.Close()
 			cmd.Wait()
 			close(a.reaped)
-			return 125, err
+			return code, err
 		}
 		Trace("agent", "network-up")
 	}
-	json.NewEncoder(specW).Encode(init)
 	specW.Close()
 	if consoleParent != nil {
 		a.console = recvConsole(consoleParent)
@@ -529,9 +536,14 @@ func (a *agent) privateNetwork() bool {
 }
 
 // startNetwork gives the network namespace of init pid its interface and
-// serves it; the network of a previous run ends.
+// serves it; the network of a previous run ends. The last one is never
+// closed: the agent's exit ends it, and closing it first would only delay
+// that exit (its goroutines take tens of milliseconds to wind down).
 func (a *agent) startNetwork(pid int) error {
-	a.stopNetwork()
+	if old := a.nat; old != nil {
+		go old.Close()
+		a.nat = nil
+	}
 	fd, err := netns.OpenTUN(fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
 		return err
@@ -554,13 +566,6 @@ func (a *agent) startNetwork(pid int) error {
 	}
 	a.nat = nat
 	return nil
-}
-
-func (a *agent) stopNetwork() {
-	if a.nat != nil {
-		a.nat.Close()
-		a.nat = nil
-	}
 }
 
 // linkDialer reaches ports of a linked container through its agent (the

@@ -5,6 +5,7 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +64,12 @@ func initContainer() error {
 	if err := readJSON(specFile, &spec); err != nil {
 		return fmt.Errorf("read init spec: %w", err)
 	}
-	specFile.Close()
+	if spec.NetworkPending {
+		defer specFile.Close()
+	} else {
+		specFile.Close()
+	}
+	unix.CloseOnExec(3)
 	unix.CloseOnExec(4)
 	// In a nested user namespace the kernel already made the inherited
 	// mounts slaves, and refuses to change them.
@@ -168,6 +174,11 @@ func initContainer() error {
 		if err := os.Chdir(cwd); err != nil {
 			return failf(125, "working directory %s: %w", cwd, err)
 		}
+	}
+	if spec.NetworkPending {
+		// The agent closes the pipe once eth0 is up, or kills us.
+		io.Copy(io.Discard, specFile)
+		Trace("init", "network-seen")
 	}
 	return execCommand(spec.Args, env, tini)
 }

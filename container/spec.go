@@ -32,6 +32,9 @@ type InitSpec struct {
 	Init bool
 	// HostNetwork is set for --network host: init leaves networking alone.
 	HostNetwork bool
+	// NetworkPending says the agent sets up the network while init works:
+	// init reads the spec pipe to its end before it execs the command.
+	NetworkPending bool `json:",omitempty"`
 	// Mapping is the id mapping kind: full, subid or single. With single,
 	// a non-root user runs in a nested user namespace that maps it to root.
 	Mapping string
