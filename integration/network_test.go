@@ -422,3 +422,16 @@ func TestNetworkContainerMode(t *testing.T) {
 		e.wantUnchanged(before)
 	}
 }
+
+// TestNetworkDebianMirror is the acceptance check of the NAT: a name
+// resolved by the host's own resolver, and HTTP to a machine outside, as
+// apt-get update in a build does.
+func TestNetworkDebianMirror(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	r := e.run("run", "--rm", img, "wget", "-qO-", "http://deb.debian.org/debian/dists/bookworm/Release")
+	if r.code != 0 || !strings.Contains(r.stdout, "Origin: Debian") {
+		t.Fatalf("fetching deb.debian.org through the private network (this machine must reach it, as CI's does): %s", r)
+	}
+}

@@ -108,7 +108,7 @@ func openTUN(nsPath string) (int, error) {
 	}
 	fd, err := tun.Open(Interface)
 	if err != nil {
-		return -1, fmt.Errorf("create %s on /dev/net/tun: %w", Interface, err)
+		return -1, fmt.Errorf("create %s on /dev/net/tun: %w: the private network needs /dev/net/tun usable by you (mode 0666, see roost info), or use --network none or host", Interface, err)
 	}
 	fail := func(what string, err error) (int, error) {
 		unix.Close(fd)
