@@ -93,6 +93,9 @@ func NewDialer(nsPath string) (*Dialer, error) {
 			if next < 0 {
 				if next, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
 					next, spare = -1, nil
+				} else {
+					// The connect from a spare socket waits at most this.
+					unix.SetsockoptTimeval(next, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{Sec: 5})
 				}
 			}
 			select {
@@ -146,8 +149,6 @@ func (d *Dialer) DialPort(network string, port int, from net.Addr) (net.Conn, er
 func connect(fd int, ap netip.AddrPort) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "dial")
 	defer f.Close()
-	tv := unix.Timeval{Sec: 5}
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 	if err := unix.Connect(fd, sa); err != nil {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: os.NewSyscallError("connect", err)}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // hereDialer dials in the test's own network namespace.
@@ -93,5 +95,49 @@ func TestProxyTCPAndUDP(t *testing.T) {
 	// A port in use fails at Listen, naming the port.
 	if _, err := Listen([]PortMapping{{HostIP: "127.0.0.1", HostPort: p.Bound[0].HostPort, ContainerPort: 1, Proto: "tcp"}}); err == nil || !strings.Contains(err.Error(), "already in use") {
 		t.Errorf("Listen on a used port: %v", err)
+	}
+}
+
+// TestConnectSpareSocket: a socket made beforehand (in the container's
+// namespace, in the agent) is connected from any goroutine and becomes an
+// ordinary *net.TCPConn, so the proxy can splice it; a closed port is an
+// error.
+func TestConnectSpareSocket(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Write([]byte("hello"))
+			c.Close()
+		}
+	}()
+	spare := func() int {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	c, err := connect(spare(), l.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, ok := c.(*net.TCPConn); !ok {
+		t.Errorf("connect returned a %T, want *net.TCPConn", c)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != "hello" {
+		t.Errorf("read %q, %v", b, err)
+	}
+	closed := l.Addr().(*net.TCPAddr).AddrPort()
+	l.Close()
+	if c, err := connect(spare(), closed); err == nil {
+		c.Close()
+		t.Errorf("connect to a closed port succeeded")
 	}
 }
