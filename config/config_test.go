@@ -24,6 +24,8 @@ runroot = "/run/r"
 min_free_space = "10%"
 [network]
 default = "none"
+resolver = "127.0.0.53:53"
+client_address = true
 [registries]
 insecure = ["localhost:5000"]
 mirrors = { "docker.io" = ["https://mirror.example"] }
@@ -36,7 +38,7 @@ mirrors = { "docker.io" = ["https://mirror.example"] }
 		Root:         "/srv/roost",
 		RunRoot:      "/run/r",
 		MinFreeSpace: "10%",
-		Network:      Network{Default: "none"},
+		Network:      Network{Default: "none", Resolver: "127.0.0.53:53", ClientAddress: true},
 		Registries: Registries{
 			Insecure: []string{"localhost:5000"},
 			Mirrors:  map[string][]string{"docker.io": {"https://mirror.example"}},
@@ -58,6 +60,7 @@ func TestLoadErrors(t *testing.T) {
 		{"type error", "root = \"/x\"\nruntoot = 3\n", []string{":2:", "runtoot"}},
 		{"wrong type", "[registries]\ninsecure = \"localhost\"\n", []string{":2:", "insecure"}},
 		{"bad network", "[network]\ndefault = \"bridge\"\n", []string{"network.default", "bridge"}},
+		{"resolver without a port", "[network]\nresolver = \"127.0.0.53\"\n", []string{"network.resolver", "ip:port"}},
 		{"relative root", "root = \"data\"\n", []string{"root", "absolute"}},
 		{"bad min_free_space", "min_free_space = \"lots\"\n", []string{"min_free_space", "lots"}},
 		{"syntax", "root = \n", []string{":1:"}},

@@ -98,9 +98,14 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		if err != nil || !t.IsActive() || t.State.Pid == 0 {
 			return nil, fmt.Errorf("cannot join the network of a non running container: %s", ref)
 		}
-		spawner = t
-		spec.NetNS = fmt.Sprintf("/proc/%d/ns/net", t.State.Pid)
-		spec.DetachMount = filepath.Join(t.Dir, "rootfs")
+		if t.HostConfig.NetworkMode == "host" {
+			// NAME is on the host's network: so is this one.
+			spec.Init.HostNetwork = true
+		} else {
+			spawner = t
+			spec.NetNS = fmt.Sprintf("/proc/%d/ns/net", t.State.Pid)
+			spec.DetachMount = filepath.Join(t.Dir, "rootfs")
+		}
 		// Its hosts and resolv.conf too, as Docker does.
 		for _, f := range []string{"hosts", "resolv.conf"} {
 			b, err := os.ReadFile(filepath.Join(t.Dir, f))
