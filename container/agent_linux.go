@@ -299,6 +299,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		os.RemoveAll(a.spec.Dir)
 	}
 	Trace("agent", "cleaned-up")
+	// The container is gone: a new start may begin. What is left is the
+	// exit of this process, which tears down the last network namespace
+	// with the TUN device in it, and that takes the kernel a while.
+	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	// Last, so that a foreground `run --rm` returns when all is gone.
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(code))
