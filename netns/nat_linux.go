@@ -114,6 +114,14 @@ func openTUN(nsPath string) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("configure %s: %s: %w", Interface, what, err)
 	}
+	// Persistent, the device outlives its descriptor and goes with the
+	// namespace, in the kernel's own time: closing the last descriptor of
+	// a non-persistent one unregisters it there and then, which holds up
+	// the agent's exit for as long as the kernel's network lock is busy
+	// (many containers ending at once).
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		return fail("make persistent", err)
+	}
 	link, err := netlink.LinkByName(Interface)
 	if err != nil {
 		return fail("find", err)
