@@ -23,8 +23,9 @@ import (
 // Seccomp. A container runs under Docker's default profile
 // (github.com/moby/profiles/seccomp, given the container's capabilities),
 // under the user's own profile (--security-opt seccomp=PROFILE.json, Docker's
-// format) or under none (seccomp=unconfined). The profile is compiled to BPF
-// with elastic/go-seccomp-bpf for the native architecture; calls of another
+// format) or under none (seccomp=unconfined). The profile is compiled to
+// classic BPF for the native architecture (golang.org/x/net/bpf encodes it;
+// elastic/go-seccomp-bpf gives the syscall tables); calls of another
 // architecture (i386 on x86_64) meet the default action, as do x32 calls
 // (ENOSYS).
 //
@@ -46,14 +47,10 @@ import (
 // The kernel runs every filter and keeps the strongest action, the newest
 // filter's on a tie: a profile that denies chown wins over the emulation.
 //
-// Why three filters: elastic's assembler expresses Docker's default profile
-// (its masked comparison of clone's flags is "no bits of the mask set"), and
-// per-rule errno values pass through it, but its default action can only be
-// EPERM, an errno of 0 (the emulation) turns into EPERM, and it has no
-// "above this number" test. The two small filters are written here with
-// golang.org/x/net/bpf, which elastic itself builds on. A user's profile
-// with a masked comparison other than "no bits" or "one bit", or with
-// SCMP_ACT_NOTIFY, is refused with a message.
+// Why three filters: each stays simple. The emulation is a plain list of
+// numbers that may be loaded without a profile (unconfined), and the ENOSYS
+// filter needs the highest number the profile names. A user's profile with
+// SCMP_ACT_NOTIFY is refused with a message.
 //
 // Cost: init compiles the profile (about 0.8 ms in a fresh process) and the
 // kernel prepares the filters on load (about 0.8 ms, most of it for the
@@ -157,20 +154,16 @@ func compileSeccomp(profile string, caps map[int]bool, emulateIDs bool) ([]*unix
 	if ls == nil { // no default action and no rules: no filter, as Docker
 		return out, nil
 	}
-	policy, maxNr, err := seccompPolicy(ls, info)
+	rules, def, maxNr, err := seccompPolicy(ls, info)
 	if err != nil {
 		return nil, err
 	}
-	insts, err := policy.Assemble()
-	if err != nil {
-		return nil, err
-	}
-	p, err := sockFprog(insts)
+	p, err := sockFprog(assembleSeccomp(info, def, rules))
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, p)
-	if policy.DefaultAction == seccompbpf.ActionAllow || policy.DefaultAction == seccompbpf.ActionLog {
+	if def == uint32(seccompbpf.ActionAllow) || def == uint32(seccompbpf.ActionLog) {
 		return out, nil // a profile that denies by name: newer calls are allowed anyway
 	}
 	p, err = enosysFilter(info, maxNr)
@@ -180,53 +173,57 @@ func compileSeccomp(profile string, caps map[int]bool, emulateIDs bool) ([]*unix
 	return append(out, p), nil
 }
 
-// seccompPolicy turns a runtime-spec profile into a policy and returns the
-// highest syscall number it names. Rules keep their order: the first that
-// matches a call decides. As runc, the conditions of a rule must all hold,
-// unless two of them test the same argument: then any one of them suffices.
-// Names this architecture does not know are left out.
-func seccompPolicy(ls *specs.LinuxSeccomp, info *arch.Info) (*seccompbpf.Policy, uint32, error) {
+// seccompRule is one rule of a profile for the native architecture: the
+// calls it names, the condition sets of which any one must hold (none: the
+// rule holds for every call of those numbers), and its action.
+type seccompRule struct {
+	nrs    []uint32
+	sets   [][]specs.LinuxSeccompArg
+	action uint32
+}
+
+// seccompPolicy turns a runtime-spec profile into rules for the native
+// architecture and returns the default action and the highest syscall number
+// the profile names. Rules keep their order: the first that matches a call
+// decides. As runc, the conditions of a rule must all hold, unless two of
+// them test the same argument: then any one of them suffices. Names this
+// architecture does not know are left out.
+func seccompPolicy(ls *specs.LinuxSeccomp, info *arch.Info) ([]seccompRule, uint32, uint32, error) {
 	def, err := seccompAction(ls.DefaultAction, ls.DefaultErrnoRet)
 	if err != nil {
-		return nil, 0, fmt.Errorf("default action: %w", err)
-	}
-	if def&unix.SECCOMP_RET_ACTION_FULL == seccompbpf.ActionErrno {
-		if def&unix.SECCOMP_RET_DATA != seccompbpf.Action(unix.EPERM) {
-			return nil, 0, errors.New("a default action of an errno other than EPERM is not supported")
-		}
-		def = seccompbpf.ActionErrno
+		return nil, 0, 0, fmt.Errorf("default action: %w", err)
 	}
 	if ls.ListenerPath != "" {
-		return nil, 0, errors.New("SCMP_ACT_NOTIFY and listenerPath are not supported")
+		return nil, 0, 0, errors.New("SCMP_ACT_NOTIFY and listenerPath are not supported")
 	}
-	policy := &seccompbpf.Policy{DefaultAction: def}
+	var rules []seccompRule
 	var maxNr uint32
 	for _, sc := range ls.Syscalls {
 		action, err := seccompAction(sc.Action, sc.ErrnoRet)
 		if err != nil {
-			return nil, 0, fmt.Errorf("syscalls %v: %w", sc.Names, err)
+			return nil, 0, 0, fmt.Errorf("syscalls %v: %w", sc.Names, err)
 		}
 		perArg := map[uint]int{}
-		var conds []seccompbpf.Condition
 		for _, a := range sc.Args {
-			c, err := seccompCondition(a)
-			if err != nil {
-				return nil, 0, fmt.Errorf("syscalls %v: %w", sc.Names, err)
+			if err := checkSeccompArg(a); err != nil {
+				return nil, 0, 0, fmt.Errorf("syscalls %v: %w", sc.Names, err)
 			}
 			perArg[a.Index]++
-			conds = append(conds, c)
 		}
-		sets := [][]seccompbpf.Condition{conds}
-		for _, n := range perArg {
-			if n > 1 {
-				sets = nil
-				for _, c := range conds {
-					sets = append(sets, []seccompbpf.Condition{c})
+		var sets [][]specs.LinuxSeccompArg
+		if len(sc.Args) > 0 {
+			sets = [][]specs.LinuxSeccompArg{sc.Args}
+			for _, n := range perArg {
+				if n > 1 {
+					sets = nil
+					for _, a := range sc.Args {
+						sets = append(sets, []specs.LinuxSeccompArg{a})
+					}
+					break
 				}
-				break
 			}
 		}
-		g := seccompbpf.SyscallGroup{Action: action}
+		r := seccompRule{sets: sets, action: uint32(action)}
 		seen := map[string]bool{}
 		for _, name := range sc.Names {
 			nr, ok := info.SyscallNames[name]
@@ -235,23 +232,145 @@ func seccompPolicy(ls *specs.LinuxSeccomp, info *arch.Info) (*seccompbpf.Policy,
 			}
 			seen[name] = true
 			maxNr = max(maxNr, uint32(nr))
-			if len(conds) == 0 {
-				g.Names = append(g.Names, name)
-				continue
-			}
-			for _, s := range sets {
-				g.NamesWithCondtions = append(g.NamesWithCondtions, seccompbpf.NameWithConditions{Name: name, Conditions: s})
-			}
+			r.nrs = append(r.nrs, uint32(nr|info.SeccompMask))
 		}
-		if len(g.Names)+len(g.NamesWithCondtions) > 0 {
-			policy.Syscalls = append(policy.Syscalls, g)
+		if len(r.nrs) > 0 {
+			rules = append(rules, r)
 		}
 	}
-	if len(policy.Syscalls) == 0 {
-		// The assembler wants a rule; one that changes nothing.
-		policy.Syscalls = []seccompbpf.SyscallGroup{{Names: []string{"exit_group"}, Action: def}}
+	return rules, uint32(def), maxNr, nil
+}
+
+// assembleSeccomp writes the rules as one classic BPF program for the native
+// architecture: calls of another architecture and x32 calls meet the default
+// action (x32: ENOSYS), the others the first rule that matches them.
+//
+// It is written here, not with elastic's assembler, because that one loses
+// the syscall number: after a rule whose number matched but whose conditions
+// did not (socket with AF_NETLINK against Docker's first socket rule), it
+// compares the loaded argument with the numbers of the rules after it, so
+// that the call meets some other call's rule. Here each conditional rule
+// loads the number again when its conditions fail.
+func assembleSeccomp(info *arch.Info, def uint32, rules []seccompRule) []bpf.Instruction {
+	loadNr := bpf.LoadAbsolute{Off: 0, Size: 4}
+	var body []bpf.Instruction
+	for _, r := range rules {
+		if len(r.sets) == 0 {
+			// Each number: equal, on to the return after it; else past it.
+			for _, nr := range r.nrs {
+				body = append(body, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, bpf.RetConstant{Val: r.action})
+			}
+			continue
+		}
+		var conds []bpf.Instruction
+		for _, set := range r.sets {
+			conds = append(conds, seccompSet(set, r.action)...)
+		}
+		// Any of the numbers: on to the conditions; none: past them and the
+		// reload.
+		for i, nr := range r.nrs {
+			body = append(body, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(len(r.nrs) - i)})
+		}
+		body = append(body, bpf.Jump{Skip: uint32(len(conds) + 1)})
+		body = append(body, conds...)
+		body = append(body, loadNr)
 	}
-	return policy, maxNr, nil
+	body = append(body, bpf.RetConstant{Val: def})
+	prog := []bpf.Instruction{bpf.LoadAbsolute{Off: 4, Size: 4}} // seccomp_data.arch
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipTrue: 1}, bpf.RetConstant{Val: def}, loadNr)
+	if info.ID == arch.X86_64.ID {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: uint32(arch.X32.SeccompMask), SkipFalse: 1},
+			bpf.RetConstant{Val: uint32(seccompbpf.ActionErrno) | uint32(unix.ENOSYS)})
+	}
+	return append(prog, body...)
+}
+
+// seccompSet is one condition set: when every comparison holds, it returns
+// action; when one fails, it goes on after its last instruction.
+func seccompSet(set []specs.LinuxSeccompArg, action uint32) []bpf.Instruction {
+	// Every jump falls through when false; when true it goes to "pass" (the
+	// next comparison) or "fail" (after the set's return). The offsets are
+	// filled in once the targets are known.
+	var insts []bpf.Instruction
+	var fails []int
+	for _, a := range set {
+		off := uint32(16 + 8*a.Index) // seccomp_data.args[i], little-endian
+		lo := bpf.LoadAbsolute{Off: off, Size: 4}
+		hi := bpf.LoadAbsolute{Off: off + 4, Size: 4}
+		vLo, vHi := uint32(a.Value), uint32(a.Value>>32)
+		var passesHere []int
+		cmp := func(cond bpf.JumpTest, v uint32, passes bool) {
+			at := len(insts)
+			insts = append(insts, bpf.JumpIf{Cond: cond, Val: v})
+			if passes {
+				passesHere = append(passesHere, at)
+			} else {
+				fails = append(fails, at)
+			}
+		}
+		switch a.Op {
+		case specs.OpEqualTo:
+			insts = append(insts, hi)
+			cmp(bpf.JumpNotEqual, vHi, false)
+			insts = append(insts, lo)
+			cmp(bpf.JumpNotEqual, vLo, false)
+		case specs.OpNotEqual:
+			insts = append(insts, hi)
+			cmp(bpf.JumpNotEqual, vHi, true)
+			insts = append(insts, lo)
+			cmp(bpf.JumpEqual, vLo, false)
+		case specs.OpMaskedEqual: // (arg & Value) == ValueTwo
+			mLo, mHi := uint32(a.Value), uint32(a.Value>>32)
+			wLo, wHi := uint32(a.ValueTwo), uint32(a.ValueTwo>>32)
+			insts = append(insts, hi, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: mHi})
+			cmp(bpf.JumpNotEqual, wHi, false)
+			insts = append(insts, lo, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: mLo})
+			cmp(bpf.JumpNotEqual, wLo, false)
+		default: // the orderings: decided by the high words unless they are equal
+			var strict, last bpf.JumpTest
+			switch a.Op {
+			case specs.OpGreaterThan:
+				strict, last = bpf.JumpGreaterThan, bpf.JumpLessOrEqual
+			case specs.OpGreaterEqual:
+				strict, last = bpf.JumpGreaterThan, bpf.JumpLessThan
+			case specs.OpLessThan:
+				strict, last = bpf.JumpLessThan, bpf.JumpGreaterOrEqual
+			case specs.OpLessEqual:
+				strict, last = bpf.JumpLessThan, bpf.JumpGreaterThan
+			}
+			insts = append(insts, hi)
+			cmp(strict, vHi, true)
+			cmp(bpf.JumpNotEqual, vHi, false)
+			insts = append(insts, lo)
+			cmp(last, vLo, false)
+		}
+		// A comparison's passes go to the instruction after it.
+		for _, at := range passesHere {
+			j := insts[at].(bpf.JumpIf)
+			j.SkipTrue = uint8(len(insts) - at - 1)
+			insts[at] = j
+		}
+	}
+	insts = append(insts, bpf.RetConstant{Val: action})
+	for _, at := range fails {
+		j := insts[at].(bpf.JumpIf)
+		j.SkipTrue = uint8(len(insts) - at - 1)
+		insts[at] = j
+	}
+	return insts
+}
+
+// checkSeccompArg refuses comparisons a syscall cannot have.
+func checkSeccompArg(a specs.LinuxSeccompArg) error {
+	if a.Index > 5 {
+		return fmt.Errorf("argument index %d: a syscall has six arguments", a.Index)
+	}
+	switch a.Op {
+	case specs.OpEqualTo, specs.OpNotEqual, specs.OpLessThan, specs.OpLessEqual,
+		specs.OpGreaterThan, specs.OpGreaterEqual, specs.OpMaskedEqual:
+		return nil
+	}
+	return fmt.Errorf("comparison %q is not supported", a.Op)
 }
 
 func seccompAction(a specs.LinuxSeccompAction, errnoRet *uint) (seccompbpf.Action, error) {
@@ -277,42 +396,6 @@ func seccompAction(a specs.LinuxSeccompAction, errnoRet *uint) (seccompbpf.Actio
 		return seccompbpf.ActionLog, nil
 	}
 	return 0, fmt.Errorf("action %q is not supported", a)
-}
-
-// seccompCondition maps a libseccomp comparison onto the assembler's. A
-// masked comparison is supported where it tests for no bits (value 0) or
-// for one bit.
-func seccompCondition(a specs.LinuxSeccompArg) (seccompbpf.Condition, error) {
-	c := seccompbpf.Condition{Argument: uint32(a.Index), Value: a.Value}
-	if a.Index > 5 {
-		return c, fmt.Errorf("argument index %d: a syscall has six arguments", a.Index)
-	}
-	switch a.Op {
-	case specs.OpEqualTo:
-		c.Operation = seccompbpf.Equal
-	case specs.OpNotEqual:
-		c.Operation = seccompbpf.NotEqual
-	case specs.OpLessThan:
-		c.Operation = seccompbpf.LessThan
-	case specs.OpLessEqual:
-		c.Operation = seccompbpf.LessOrEqual
-	case specs.OpGreaterThan:
-		c.Operation = seccompbpf.GreaterThan
-	case specs.OpGreaterEqual:
-		c.Operation = seccompbpf.GreaterOrEqual
-	case specs.OpMaskedEqual:
-		switch {
-		case a.ValueTwo == 0:
-			c.Operation = seccompbpf.BitsNotSet
-		case a.ValueTwo == a.Value && a.Value&(a.Value-1) == 0:
-			c.Operation = seccompbpf.BitsSet
-		default:
-			return c, fmt.Errorf("%s with mask %#x and value %#x is not supported (only value 0 or a single bit)", a.Op, a.Value, a.ValueTwo)
-		}
-	default:
-		return c, fmt.Errorf("comparison %q is not supported", a.Op)
-	}
-	return c, nil
 }
 
 // The id emulation's calls: they succeed and change nothing. capset is not

@@ -4,6 +4,7 @@ package container
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"unsafe"
 
@@ -99,6 +100,15 @@ func TestDefaultSeccompProfile(t *testing.T) {
 		{"clone3", nil, retNoSys},
 		{"socket", []uint64{unix.AF_INET}, retAllow},
 		{"socket", []uint64{unix.AF_UNIX}, retAllow},
+		{"socket", []uint64{unix.AF_NETLINK}, retAllow},
+		{"socket", []uint64{unix.AF_PACKET}, retAllow},
+		{"socket", []uint64{unix.AF_ALG}, retEPERM},
+		// The first socket rule's number matched and its condition failed:
+		// AF_VSOCK is 40, sendfile's number, which a later rule allows.
+		{"socket", []uint64{40}, retEPERM},
+		{"sendfile", nil, retAllow},
+		{"personality", []uint64{0xffffffff}, retAllow},
+		{"personality", []uint64{0x1_0000_0000}, retEPERM},
 		{"socket", []uint64{unix.AF_VSOCK}, retEPERM},
 		{"personality", []uint64{0}, retAllow},
 		{"personality", []uint64{0x0400000}, retEPERM},
@@ -163,11 +173,51 @@ func TestSeccompProfileErrors(t *testing.T) {
 		`{"defaultAction":`,
 		`{"defaultAction":"SCMP_ACT_BOGUS","syscalls":[]}`,
 		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}`,
-		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":0,"value":6,"valueTwo":2,"op":"SCMP_CMP_MASKED_EQ"}]}]}`,
 		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":7,"value":1,"op":"SCMP_CMP_EQ"}]}]}`,
 	} {
 		if _, err := compileSeccomp(p, caps, false); err == nil {
 			t.Errorf("%s: compiled, want an error", p)
+		}
+	}
+}
+
+// TestSeccompComparisons runs every comparison of a profile on values below,
+// at and above its operand, in the low and the high word.
+func TestSeccompComparisons(t *testing.T) {
+	caps, _ := capSet(nil, nil)
+	const v = 0x1_0000_0010
+	for _, c := range []struct {
+		op   string
+		two  uint64
+		args map[uint64]bool // argument: denied
+	}{
+		{"SCMP_CMP_EQ", 0, map[uint64]bool{v - 1: false, v: true, v + 1: false, 0x10: false}},
+		{"SCMP_CMP_NE", 0, map[uint64]bool{v - 1: true, v: false, 0x10: true, 0x2_0000_0010: true}},
+		{"SCMP_CMP_LT", 0, map[uint64]bool{v - 1: true, v: false, 0x11: true, 0x2_0000_0000: false}},
+		{"SCMP_CMP_LE", 0, map[uint64]bool{v - 1: true, v: true, v + 1: false, 0xffff_ffff: true}},
+		{"SCMP_CMP_GT", 0, map[uint64]bool{v - 1: false, v: false, v + 1: true, 0x2_0000_0000: true}},
+		{"SCMP_CMP_GE", 0, map[uint64]bool{v - 1: false, v: true, 0x11: false, 0x2_0000_0000: true}},
+		{"SCMP_CMP_MASKED_EQ", 0x10, map[uint64]bool{0x10: true, 0x11: true, 0x30: false, 0x20: false, 0: false}},
+	} {
+		p := fmt.Sprintf(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":%d,"valueTwo":%d,"op":%q}]}]}`, v, c.two, c.op)
+		if c.op == "SCMP_CMP_MASKED_EQ" {
+			p = fmt.Sprintf(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":%d,"valueTwo":%d,"op":%q}]}]}`, 0x1_0000_0030, c.two|0x1_0000_0000, c.op)
+		}
+		fs, err := compileSeccomp(p, caps, false)
+		if err != nil {
+			t.Fatalf("%s: %v", c.op, err)
+		}
+		for arg, denied := range c.args {
+			if c.op == "SCMP_CMP_MASKED_EQ" {
+				arg |= 0x1_0000_0000
+			}
+			want := uint32(retAllow)
+			if denied {
+				want = retEPERM
+			}
+			if got := seccompResult(t, fs, "read", 0, arg); got != want {
+				t.Errorf("%s %#x: read(0, %#x): got %#x, want %#x", c.op, uint64(v), arg, got, want)
+			}
 		}
 	}
 }
