@@ -121,7 +121,8 @@ func closeFuseOnExec() error {
 		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || target != "/dev/fuse" {
 			continue
 		}
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		// EBADF: another mount of this process closed it since the listing.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && err != unix.EBADF {
 			return os.NewSyscallError("fcntl /dev/fuse", err)
 		}
 	}

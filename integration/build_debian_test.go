@@ -33,9 +33,11 @@ func debianRootfs(t *testing.T) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	tmp := p + ".tmp"
-	os.Remove(tmp)
-	cmd := exec.Command("mmdebstrap", "--mode=fakechroot", "--variant=apt", "bookworm", tmp, "http://deb.debian.org/debian")
+	// mmdebstrap takes the format from the name unless told: a name that
+	// does not end in .tar would give a directory.
+	tmp := strings.TrimSuffix(p, ".tar") + ".tmp.tar"
+	os.RemoveAll(tmp)
+	cmd := exec.Command("mmdebstrap", "--mode=fakechroot", "--format=tar", "--variant=apt", "bookworm", tmp, "http://deb.debian.org/debian")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make a Debian root filesystem with mmdebstrap (it needs deb.debian.org): %v\n%s", err, out)
 	}
