@@ -253,8 +253,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		if run == 0 {
 			Trace("agent", "started")
-			started(a.state.Pid)
+			// Listen first: a `run -d` that returned can be followed
+			// by an exec at once.
 			ln = a.listen()
+			started(a.state.Pid)
 			// An idle agent should cost little: return what start-up used.
 			debug.SetGCPercent(20)
 			debug.FreeOSMemory()
