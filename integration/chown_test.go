@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,4 +66,42 @@ RUN chown 44 /etc/passwd
 	if single && out != "0:0\n" || !single && out != "33:33\n" {
 		t.Errorf("stat after chown 33:33: %q (single id: %v)", out, single)
 	}
+}
+
+// TestBuildAptInstallOwners: apt-get install in a RUN gives the files the
+// owners dpkg sets, those the package's data carries (root:adm) and those
+// its maintainer script chowns (www-data), in the image's layer, whether or
+// not the user has a subuid range.
+func TestBuildAptInstallOwners(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := debianImage(t, e)
+	fakeroot := needTool(t, "fakeroot", "fakeroot")
+	dpkgDeb := needTool(t, "dpkg-deb", "dpkg")
+	ctx := buildContext(t, e, "ctx", map[string]string{
+		"Dockerfile": "FROM " + img + "\nCOPY owners_1.0_all.deb /tmp/\n" +
+			"RUN apt-get install -y /tmp/owners_1.0_all.deb && rm /tmp/owners_1.0_all.deb\n",
+	})
+	src := buildContext(t, e, "debsrc", map[string]string{
+		"DEBIAN/control":     "Package: owners\nVersion: 1.0\nArchitecture: all\nMaintainer: roost <roost@localhost>\nDescription: roost test package\n",
+		"DEBIAN/postinst":    "#!/bin/sh\nset -e\nchown www-data:www-data /var/lib/owners/data\n",
+		"var/log/owners/log": "log\n", "var/lib/owners/data": "data\n",
+	})
+	if err := os.Chmod(filepath.Join(src, "DEBIAN/postinst"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The data's owners as a package built as root would carry them.
+	script := "chown -R 0:0 . && chown 0:4 var/log/owners var/log/owners/log && chmod 2750 var/log/owners && chmod 640 var/log/owners/log && " +
+		dpkgDeb + " --build . " + filepath.Join(ctx, "owners_1.0_all.deb")
+	cmd := exec.Command(fakeroot, "sh", "-c", script)
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb --build under fakeroot: %v\n%s", err, out)
+	}
+	e.ok("build", "--network", "none", "-t", "owners", ctx)
+	e.wantOwners("owners", map[string]string{
+		"var/log/owners":      "0:4 2750",
+		"var/log/owners/log":  "0:4 640",
+		"var/lib/owners/data": "33:33 644",
+	})
 }
