@@ -816,6 +816,17 @@ func (m *Mount) Chown(p string, uid, gid int) error {
 	if errno := m.u.chown(p, uid, gid); errno != 0 {
 		return &os.PathError{Op: "chown", Path: p, Err: errno}
 	}
+	// The kernel did not see this change: drop the attributes it holds
+	// (the mode may have lost its setuid bits).
+	n := &m.root.Inode
+	if p != "." {
+		for _, name := range strings.Split(p, "/") {
+			if n = n.GetChild(name); n == nil {
+				return nil // not in the kernel's cache
+			}
+		}
+	}
+	n.NotifyContent(-1, 0)
 	return nil
 }
 
@@ -840,6 +851,14 @@ func (u *union) chown(p string, uid, gid int) syscall.Errno {
 	}
 	if gid >= 0 {
 		a.GID = uint32(gid)
+	}
+	// As the kernel's chown: a file that is not a directory loses its
+	// setuid bit, and its setgid bit where group execution is on.
+	if t := st.Mode & syscall.S_IFMT; t != syscall.S_IFDIR && t != syscall.S_IFLNK {
+		a.Mode &^= syscall.S_ISUID
+		if a.Mode&syscall.S_IXGRP != 0 {
+			a.Mode &^= syscall.S_ISGID
+		}
 	}
 	u.meta.setAttr(st.Ino, a)
 	return 0

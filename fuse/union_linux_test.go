@@ -521,6 +521,19 @@ func TestMountChown(t *testing.T) {
 			t.Fatalf("Chown(%s): %v", c.p, err)
 		}
 	}
+	// The kernel's view follows, and the setuid bit goes, as with chown.
+	if err := unix.Chmod(tu.path("secret"), 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(tu.path("secret")); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Fatalf("secret after chmod 4755: %v, %v", fi, err)
+	}
+	if err := tu.m.Chown("secret", 70003, -1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(tu.path("secret")); err != nil || fi.Mode().Perm() != 0o755 || fi.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("secret after Chown: %v, %v; want -rwxr-xr-x", fi, err)
+	}
 	if err := tu.m.Chown("usr/nope", 1, 1); !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("Chown of a missing path: %v, want ENOENT", err)
 	}
@@ -544,7 +557,7 @@ func TestMountChown(t *testing.T) {
 		}
 		got[h.Name] = fmt.Sprint(h.Uid, ":", h.Gid)
 	}
-	for p, want := range map[string]string{"usr/lib/b": "70001:0", "www": "33:70002", "usr/lib/sym": "5:6"} {
+	for p, want := range map[string]string{"usr/lib/b": "70001:0", "www": "33:70002", "usr/lib/sym": "5:6", "secret": "70003:0"} {
 		if got[p] != want {
 			t.Errorf("%s in the layer: %q, want %s (layer: %v)", p, got[p], want, got)
 		}
