@@ -35,7 +35,9 @@ import (
 //     in the layer; it shows inside as the ids the namespace maps, and an
 //     id it does not map as root (see package fuse);
 //   - an object elsewhere (a volume, a tmpfs, /proc) is left as it is and
-//     the call succeeds, as under Charliecloud's --seccomp.
+//     the call succeeds, as under Charliecloud's --seccomp;
+//   - on a read-only mount (--read-only, a :ro volume) the call fails with
+//     EROFS, as the kernel's.
 //
 // Nothing of this runs where more than one id is mapped: there the kernel
 // chowns.
@@ -228,6 +230,10 @@ func (s *chownServer) answer(n *seccompNotif) seccompNotifResp {
 		return fail(errno)
 	}
 	defer unix.Close(fd)
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err == nil && fs.Flags&unix.ST_RDONLY != 0 {
+		return fail(unix.EROFS) // --read-only, or a read-only volume
+	}
 	if p, ok := s.unionPath(fd); ok {
 		if err := s.union.Chown(p, int(int32(uint32(c.uid))), int(int32(uint32(c.gid)))); err != nil {
 			var pe *os.PathError

@@ -43,6 +43,11 @@ RUN chown 44 /etc/passwd
 		t.Errorf("chown 1 /f/x: want ENOTDIR, got %s", r)
 	}
 
+	r = e.run("run", "--rm", "--read-only", img, "chown", "1", "/bin")
+	if r.code == 0 || !strings.Contains(r.stderr, "Read-only file system") {
+		t.Errorf("chown 1 /bin in a --read-only container: want EROFS, got %s", r)
+	}
+
 	// commit: of what the container's command chowned, and of what a
 	// process started with exec chowned.
 	e.ok("run", "--name", "c1", img, "sh", "-c", "mkdir /data && cd /data && touch x && chown 5:6 x && chown 2:3 .")
