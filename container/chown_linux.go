@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/elastic/go-seccomp-bpf/arch"
 	"github.com/roost-containers/roost/fuse"
 	"golang.org/x/sys/unix"
 )
@@ -76,7 +77,7 @@ func chownSocket() (agentEnd, child *os.File, err error) {
 }
 
 // recvListener receives the listener on the agent's end of the socket
-// (-1 when the child went before sending it) and closes the socket.
+// (nil when the child went before sending it) and closes the socket.
 func recvListener(sock *os.File) *os.File {
 	defer sock.Close()
 	fd := recvFd(sock)
@@ -118,10 +119,16 @@ func serveChown(listener *os.File, m *fuse.Mount, root string, initPid int) {
 		return
 	}
 	s := &chownServer{union: m, nrs: map[int32]string{}}
-	for name, nr := range map[string]int{"chown": unix.SYS_CHOWN, "lchown": unix.SYS_LCHOWN, "fchown": unix.SYS_FCHOWN, "fchownat": unix.SYS_FCHOWNAT} {
-		s.nrs[int32(nr)] = name
+	info, err := arch.GetInfo("")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roost agent: chown:", err)
+		return
 	}
-	var err error
+	for _, name := range chownCalls {
+		if nr, ok := info.SyscallNames[name]; ok {
+			s.nrs[int32(nr)] = name
+		}
+	}
 	for _, o := range []struct {
 		fd   *int
 		path string
@@ -142,8 +149,10 @@ func serveChown(listener *os.File, m *fuse.Mount, root string, initPid int) {
 		hangUp := false
 		err := rc.Read(func(fd uintptr) bool {
 			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			if _, err := unix.Poll(pfd, 0); err != nil {
-				return false
+			for {
+				if _, err := unix.Poll(pfd, 0); err != unix.EINTR {
+					break
+				}
 			}
 			switch {
 			case pfd[0].Revents&unix.POLLIN != 0:
