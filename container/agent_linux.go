@@ -99,6 +99,8 @@ type agent struct {
 	// writable and lowers are the union\'s layers, to read /etc/passwd.
 	writable string
 	lowers   []fuse.Lower
+	// union is the container's root filesystem, served here.
+	union *fuse.Mount
 	// cg is the container's cgroup, when one could be made.
 	cg *cgroup
 	// reaped is closed when the current init was waited for.
@@ -187,6 +189,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	a.union = m
 	Trace("agent", "fuse-mounted")
 	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
 	if err != nil {
@@ -250,8 +253,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		if run == 0 {
 			Trace("agent", "started")
-			started(a.state.Pid)
+			// Listen first: a `run -d` that returned can be followed
+			// by an exec at once.
 			ln = a.listen()
+			started(a.state.Pid)
 			// An idle agent should cost little: return what start-up used.
 			debug.SetGCPercent(20)
 			debug.FreeOSMemory()
@@ -435,7 +440,18 @@ func (a *agent) start(rootfs string) (int, error) {
 		consoleChild := os.NewFile(uintptr(fds[1]), "console-child")
 		defer consoleChild.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, consoleChild)
-	} else {
+	}
+	var chownParent, chownChild *os.File
+	if init.Mapping == "single" {
+		// The agent serves the chown family (chown_linux.go).
+		if chownParent, chownChild, err = chownSocket(); err != nil {
+			return 125, err
+		}
+		defer chownChild.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, chownChild)
+		init.ChownSocket = 2 + len(cmd.ExtraFiles)
+	}
+	if !init.Tty {
 		// Own pipes, not cmd.StdoutPipe: Wait would close those before
 		// the output was read.
 		var outW, errW *os.File
@@ -461,7 +477,13 @@ func (a *agent) start(rootfs string) (int, error) {
 		stdout, stderr = outR, errR
 	}
 	if err := a.startPinned(cmd, a.spec.NetNS); err != nil {
+		if chownParent != nil {
+			chownParent.Close()
+		}
 		return 125, fmt.Errorf("start container init: %w", err)
+	}
+	if chownChild != nil {
+		chownChild.Close() // init's alone now: EOF when it goes
 	}
 	a.cmd = cmd
 	a.mu.Lock()
@@ -505,12 +527,20 @@ func (a *agent) start(rootfs string) (int, error) {
 	var ee ExecError
 	if err := json.NewDecoder(statusR).Decode(&ee); err == nil {
 		statusR.Close()
+		if chownParent != nil {
+			chownParent.Close()
+		}
 		cmd.Wait()
 		close(a.reaped)
 		return ee.Code, &initError{code: ee.Code, err: errors.New(ee.Message)}
 	}
 	statusR.Close()
 	Trace("agent", "exec-seen")
+	if chownParent != nil {
+		if l := recvListener(chownParent); l != nil {
+			go serveChown(l, a.union, rootfs, cmd.Process.Pid)
+		}
+	}
 	if a.cg != nil {
 		if err := a.cg.limitPids(); err != nil {
 			cmd.Process.Kill()
@@ -677,21 +707,30 @@ func (a *agent) spawn(c *net.UnixConn, spec string) error {
 
 // recvConsole receives the pty master init sends.
 func recvConsole(sock *os.File) *os.File {
+	fd := recvFd(sock)
+	if fd < 0 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "pty-master")
+}
+
+// recvFd receives one descriptor sent with SCM_RIGHTS; -1 when none came.
+func recvFd(sock *os.File) int {
 	buf := make([]byte, 1)
 	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, 0)
+	_, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil || oobn == 0 {
-		return nil
+		return -1
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) == 0 {
-		return nil
+		return -1
 	}
 	fds, err := unix.ParseUnixRights(&msgs[0])
 	if err != nil || len(fds) == 0 {
-		return nil
+		return -1
 	}
-	return os.NewFile(uintptr(fds[0]), "pty-master")
+	return fds[0]
 }
 
 // pump copies one output stream of the container to its log and to the

@@ -159,6 +159,19 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	} else {
 		spec.Tty = false
 	}
+	var chownParent *os.File
+	if spec.Mapping == "single" {
+		// The agent serves the chown family (chown_linux.go).
+		var child *os.File
+		if chownParent, child, err = chownSocket(); err != nil {
+			fail(err)
+			return
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
+		spec.ChownSocket = 2 + len(cmd.ExtraFiles)
+		closeAfterStart = append(closeAfterStart, child)
+		own = append(own, chownParent)
+	}
 	for _, f := range append([]*os.File{specR, specW, statusR, statusW}, closeAfterStart...) {
 		own = append(own, f)
 	}
@@ -197,6 +210,11 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 		return
 	}
 	statusR.Close()
+	if chownParent != nil {
+		if l := recvListener(chownParent); l != nil {
+			go serveChown(l, a.union, filepath.Join(a.spec.Dir, "rootfs"), pid)
+		}
+	}
 	if err := writeJSON(conn, Reply{}); err != nil || es.Detach {
 		go cmd.Wait()
 		return

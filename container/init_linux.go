@@ -586,7 +586,7 @@ func becomeUser(spec *InitSpec) ([]string, error) {
 	// while init has it. With no_new_privs, as late as possible, so that
 	// as few of init's own calls as may be meet it (as runc).
 	if !spec.NoNewPrivileges {
-		if err := loadSeccomp(filters); err != nil {
+		if err := loadSeccompFor(spec, filters); err != nil {
 			return nil, err
 		}
 	}
@@ -600,11 +600,29 @@ func becomeUser(spec *InitSpec) ([]string, error) {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
-		if err := loadSeccomp(filters); err != nil {
+		if err := loadSeccompFor(spec, filters); err != nil {
 			return nil, err
 		}
 	}
 	return env, nil
+}
+
+// loadSeccompFor loads the filters and, where the agent serves the chown
+// family (spec.ChownSocket), hands it the id emulation's listener.
+func loadSeccompFor(spec *InitSpec, filters []*unix.SockFprog) error {
+	listen := spec.ChownSocket > 0 && spec.Mapping == "single"
+	listener, err := loadSeccomp(filters, listen)
+	if err != nil || !listen {
+		return err
+	}
+	sock := os.NewFile(uintptr(spec.ChownSocket), "chown")
+	err = unix.Sendmsg(spec.ChownSocket, []byte{0}, unix.UnixRights(listener), nil, 0)
+	unix.Close(listener)
+	sock.Close()
+	if err != nil {
+		return fmt.Errorf("hand the seccomp listener to the agent: %w", err)
+	}
+	return nil
 }
 
 // resolveUser turns -u into ids with the image's /etc/passwd and /etc/group.

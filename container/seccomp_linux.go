@@ -34,10 +34,12 @@ import (
 // filter then needs CAP_SYS_ADMIN), just before execve when it is on. In
 // load order:
 //
-//  1. with a single id mapped (no subuid range), the id emulation: chown and
+//  1. with a single id mapped (no subuid range), the id emulation:
 //     setuid-family calls return 0 without doing anything, as Charliecloud's
-//     --seccomp does, so that package managers that hand files to other
-//     owners or drop privileges work where only one id exists;
+//     --seccomp does, and the chown family goes to the agent, which records
+//     the owner in the writable layer (chown_linux.go), so that package
+//     managers that hand files to other owners or drop privileges work
+//     where only one id exists, and the layers they make keep the owners;
 //  2. the profile;
 //  3. where the profile's default denies, ENOSYS for syscall numbers above
 //     the highest the profile names, as runc does, so that a C library
@@ -398,33 +400,53 @@ func seccompAction(a specs.LinuxSeccompAction, errnoRet *uint) (seccompbpf.Actio
 	return 0, fmt.Errorf("action %q is not supported", a)
 }
 
-// The id emulation's calls: they succeed and change nothing. capset is not
-// among them: init itself drops capabilities with it.
-var emulatedIDCalls = []string{"chown", "fchown", "lchown", "fchownat", "chown32", "fchown32", "lchown32",
-	"setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
-	"setuid32", "setgid32", "setreuid32", "setregid32", "setresuid32", "setresgid32", "setgroups32", "setfsuid32", "setfsgid32"}
+// The id emulation's calls. The chown family goes to the agent (see
+// chown_linux.go), which records the owner; the setuid family succeeds and
+// changes nothing. capset is not among them: init itself drops
+// capabilities with it.
+var (
+	chownCalls      = []string{"chown", "fchown", "lchown", "fchownat"}
+	emulatedIDCalls = []string{"setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups", "setfsuid", "setfsgid",
+		"setuid32", "setgid32", "setreuid32", "setregid32", "setresuid32", "setresgid32", "setgroups32", "setfsuid32", "setfsgid32",
+		// The 32-bit chowns exist on 32-bit architectures only, which
+		// the agent's handler does not decode: they change nothing.
+		"chown32", "fchown32", "lchown32"}
+)
 
-// idEmulationFilter: for the native architecture, the emulated calls return 0.
+// idEmulationFilter: for the native architecture, the chown family is
+// handed to the filter's listener (SECCOMP_RET_USER_NOTIF) and the other
+// emulated calls return 0.
 func idEmulationFilter(info *arch.Info) (*unix.SockFprog, error) {
-	var nrs []uint32
-	for _, name := range emulatedIDCalls {
-		if nr, ok := info.SyscallNames[name]; ok {
-			nrs = append(nrs, uint32(nr|info.SeccompMask))
+	nrsOf := func(names []string) []uint32 {
+		var nrs []uint32
+		for _, name := range names {
+			if nr, ok := info.SyscallNames[name]; ok {
+				nrs = append(nrs, uint32(nr|info.SeccompMask))
+			}
 		}
+		sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+		return nrs
 	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	notify, succeed := nrsOf(chownCalls), nrsOf(emulatedIDCalls)
+	n := len(notify) + len(succeed)
 	insts := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
 		// Another architecture: on to allow.
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipFalse: uint8(len(nrs) + 1)},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipFalse: uint8(n + 1)},
 		bpf.LoadAbsolute{Off: 0, Size: 4}, // seccomp_data.nr
 	}
-	for i, nr := range nrs {
-		insts = append(insts, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(len(nrs) - i)})
+	// Each test jumps, when it matches, to its return: the three returns
+	// follow the tests as allow, errno 0, notify.
+	for i, nr := range notify {
+		insts = append(insts, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(n - i + 1)})
+	}
+	for i, nr := range succeed {
+		insts = append(insts, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(len(succeed) - i)})
 	}
 	insts = append(insts,
 		bpf.RetConstant{Val: uint32(seccompbpf.ActionAllow)},
 		bpf.RetConstant{Val: uint32(seccompbpf.ActionErrno)}, // errno 0: success
+		bpf.RetConstant{Val: unix.SECCOMP_RET_USER_NOTIF},
 	)
 	return sockFprog(insts)
 }
@@ -459,12 +481,26 @@ func sockFprog(insts []bpf.Instruction) (*unix.SockFprog, error) {
 }
 
 // loadSeccomp loads the filters on the calling thread only: it is the thread
-// that execs, and the others die with the exec.
-func loadSeccomp(filters []*unix.SockFprog) error {
-	for _, f := range filters {
-		if _, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(f))); errno != 0 {
-			return fmt.Errorf("load seccomp filter: %w", errno)
+// that execs, and the others die with the exec. With listen, the first
+// filter (the id emulation's) is loaded with a listener, whose descriptor
+// it returns (-1 without).
+func loadSeccomp(filters []*unix.SockFprog, listen bool) (int, error) {
+	listener := -1
+	for i, f := range filters {
+		flags := uintptr(0)
+		if listen && i == 0 {
+			flags = unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+		}
+		r, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(f)))
+		if errno != 0 {
+			if listener >= 0 {
+				unix.Close(listener)
+			}
+			return -1, fmt.Errorf("load seccomp filter: %w", errno)
+		}
+		if flags != 0 {
+			listener = int(r)
 		}
 	}
-	return nil
+	return listener, nil
 }

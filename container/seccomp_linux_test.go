@@ -71,6 +71,7 @@ const (
 	retEPERM = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
 	retNoSys = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 	retZero  = unix.SECCOMP_RET_ERRNO
+	retNotif = unix.SECCOMP_RET_USER_NOTIF
 )
 
 func TestDefaultSeccompProfile(t *testing.T) {
@@ -144,8 +145,8 @@ func TestSeccompIDEmulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]uint32{"chown": retZero, "fchownat": retZero, "setresuid": retZero,
-		"setgroups": retZero, "capset": retAllow, "read": retAllow, "keyctl": retEPERM} {
+	for name, want := range map[string]uint32{"chown": retNotif, "fchownat": retNotif, "lchown": retNotif, "fchown": retNotif,
+		"setresuid": retZero, "setgroups": retZero, "setfsgid": retZero, "capset": retAllow, "read": retAllow, "keyctl": retEPERM} {
 		if got := seccompResult(t, fs, name); got != want {
 			t.Errorf("%s: got %#x, want %#x", name, got, want)
 		}
@@ -155,7 +156,7 @@ func TestSeccompIDEmulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]uint32{"chown": retEPERM, "mkdir": retEPERM, "fchown": retZero, "keyctl": retAllow} {
+	for name, want := range map[string]uint32{"chown": retEPERM, "mkdir": retEPERM, "fchown": retNotif, "setuid": retZero, "keyctl": retAllow} {
 		if got := seccompResult(t, fs, name); got != want {
 			t.Errorf("custom profile, %s: got %#x, want %#x", name, got, want)
 		}

@@ -44,6 +44,10 @@ type InitSpec struct {
 	// NestedUID and NestedGID, when not -1, are the ids init runs as in a
 	// user namespace nested in the agent's (set by the agent).
 	NestedUID, NestedGID int
+	// ChownSocket, with Mapping single, is the descriptor of the socket on
+	// which init (or exec) sends the agent the listener of its seccomp
+	// filter for the chown family (see chown_linux.go); 0 for none.
+	ChownSocket int
 }
 
 // InitMount is one bind or tmpfs mount.

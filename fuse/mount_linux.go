@@ -35,6 +35,7 @@ type Options struct {
 // Mount is a mounted union filesystem, served by goroutines of this process.
 type Mount struct {
 	srv  *fuse.Server
+	root *node
 	u    *union
 	done chan struct{}
 	err  error
@@ -97,7 +98,7 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 		u.close()
 		return nil, fmt.Errorf("mount union filesystem on %s: %w", mountpoint, hintMount(err))
 	}
-	m := &Mount{srv: srv, u: u, done: make(chan struct{})}
+	m := &Mount{srv: srv, root: root, u: u, done: make(chan struct{})}
 	go func() {
 		srv.Wait()
 		m.err = u.close()

@@ -806,6 +806,64 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	return 0
 }
 
+// Chown sets the owner of p, a path of the union ("." for its root), as
+// a chown of it through the mount would: the object is copied up and the
+// writable layer's metadata records uid and gid (-1 leaves one as it is).
+// The ids need not be mapped in the current user namespace: package
+// container calls it for the chown calls of a container with a single id,
+// which the kernel refuses for any other id. An error is an *os.PathError.
+func (m *Mount) Chown(p string, uid, gid int) error {
+	if errno := m.u.chown(p, uid, gid); errno != 0 {
+		return &os.PathError{Op: "chown", Path: p, Err: errno}
+	}
+	// The kernel did not see this change: drop the attributes it holds
+	// (the mode may have lost its setuid bits).
+	n := &m.root.Inode
+	if p != "." {
+		for _, name := range strings.Split(p, "/") {
+			if n = n.GetChild(name); n == nil {
+				return nil // not in the kernel's cache
+			}
+		}
+	}
+	n.NotifyContent(-1, 0)
+	return nil
+}
+
+// chown is Setattr's change of owner for a path, for Mount.Chown.
+func (u *union) chown(p string, uid, gid int) syscall.Errno {
+	u.lock()
+	defer u.unlock()
+	if errno := u.copyUp(p, true); errno != 0 {
+		return errno
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(u.hostPath(p), &st); err != nil {
+		return fs.ToErrno(err)
+	}
+	e, errno := u.resolve(p)
+	if errno != 0 {
+		return errno
+	}
+	a := u.attrOf(&e).clone()
+	if uid >= 0 {
+		a.UID = uint32(uid)
+	}
+	if gid >= 0 {
+		a.GID = uint32(gid)
+	}
+	// As the kernel's chown: a file that is not a directory loses its
+	// setuid bit, and its setgid bit where group execution is on.
+	if t := st.Mode & syscall.S_IFMT; t != syscall.S_IFDIR && t != syscall.S_IFLNK {
+		a.Mode &^= syscall.S_ISUID
+		if a.Mode&syscall.S_IXGRP != 0 {
+			a.Mode &^= syscall.S_ISGID
+		}
+	}
+	u.meta.setAttr(st.Ino, a)
+	return 0
+}
+
 var _ fs.NodeFlusher = (*node)(nil)
 
 // Flush answers ENOSYS, which makes the kernel stop sending FLUSH on every

@@ -506,6 +506,65 @@ func TestWriteLayer(t *testing.T) {
 	tu.mount()
 }
 
+// TestMountChown: Mount.Chown records owners whether or not the namespace
+// maps them, copies a lower object up with its contents, leaves an id of
+// -1 as it was, changes a symlink itself, and fails with ENOENT for a
+// missing path; the layer WriteLayer makes carries the owners.
+func TestMountChown(t *testing.T) {
+	t.Parallel()
+	tu := mountLayers(t, baseLayer)
+	for _, c := range []struct {
+		p        string
+		uid, gid int
+	}{{"usr/lib/b", 70001, -1}, {"www", -1, 70002}, {"usr/lib/sym", 5, 6}, {".", 7, -1}} {
+		if err := tu.m.Chown(c.p, c.uid, c.gid); err != nil {
+			t.Fatalf("Chown(%s): %v", c.p, err)
+		}
+	}
+	// The kernel's view follows, and the setuid bit goes, as with chown.
+	if err := unix.Chmod(tu.path("secret"), 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(tu.path("secret")); err != nil || fi.Mode()&os.ModeSetuid == 0 {
+		t.Fatalf("secret after chmod 4755: %v, %v", fi, err)
+	}
+	if err := tu.m.Chown("secret", 70003, -1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(tu.path("secret")); err != nil || fi.Mode().Perm() != 0o755 || fi.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("secret after Chown: %v, %v; want -rwxr-xr-x", fi, err)
+	}
+	if err := tu.m.Chown("usr/nope", 1, 1); !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("Chown of a missing path: %v, want ENOENT", err)
+	}
+	if b, err := os.ReadFile(tu.path("usr/lib/b")); err != nil || string(b) != "bbb" {
+		t.Errorf("usr/lib/b after Chown: %q, %v", b, err)
+	}
+	tu.unmount()
+	var buf bytes.Buffer
+	if err := WriteLayer(tu.writable, &buf); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[h.Name] = fmt.Sprint(h.Uid, ":", h.Gid)
+	}
+	for p, want := range map[string]string{"usr/lib/b": "70001:0", "www": "33:70002", "usr/lib/sym": "5:6", "secret": "70003:0"} {
+		if got[p] != want {
+			t.Errorf("%s in the layer: %q, want %s (layer: %v)", p, got[p], want, got)
+		}
+	}
+	tu.mount()
+}
+
 // TestPosix runs go-fuse's posixtest suite on the union: over an empty
 // writable layer, and over one that already holds changes.
 func TestPosix(t *testing.T) {

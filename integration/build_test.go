@@ -399,7 +399,9 @@ RUN id -u >> /tmp/uid
 					t.Errorf("RUN ran as %q, want 33 33 then 0", got)
 				}
 				// Without a subuid range the file a non-root USER made is
-				// recorded as root's until roost emulates chown there.
+				// recorded as root's: the nested user namespace that runs
+				// it maps the user onto the agent's root, and the union
+				// records files by the creator's id there.
 				if os.Getenv("ROOST_TEST_SUBID") == "range" {
 					e.wantOwners("img", map[string]string{"tmp/uid": "33:33 644"})
 				}
