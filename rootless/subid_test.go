@@ -111,3 +111,38 @@ func FuzzParseSubIDs(f *testing.F) {
 		}
 	})
 }
+
+// FuzzIDMaps: whatever /etc/subuid holds, the map roost hands to newuidmap
+// puts container root on the user, covers container ids 0..n-1 once each in
+// order, and stays inside the 32-bit id space.
+func FuzzIDMaps(f *testing.F) {
+	f.Add("u:100000:65536\n", 1001)
+	f.Add("u:100000:65536\nu:300000:10\n1001:4294000000:967295\n", 1001)
+	f.Add("u:1:4294967294\n", 0)
+	f.Fuzz(func(t *testing.T, file string, uid int) {
+		if uid < 0 {
+			uid = -uid
+		}
+		ranges, err := ParseSubIDs(strings.NewReader(file), "u", uid)
+		if err != nil {
+			return
+		}
+		m := withRanges(uint32(uid), ranges)
+		if len(m) == 0 || m[0] != (IDMap{ContainerID: 0, HostID: uint32(uid), Size: 1}) {
+			t.Fatalf("container root is not the user: %v", m)
+		}
+		next := uint64(0)
+		for _, e := range m {
+			if e.Size == 0 || uint64(e.ContainerID) != next {
+				t.Fatalf("map %v: entry %+v does not start at %d or is empty", m, e, next)
+			}
+			next += uint64(e.Size)
+			if next > 1<<32-1 {
+				t.Fatalf("map %v overflows the id space", m)
+			}
+		}
+		if args := helperArgs(m); len(args) != 3*len(m) {
+			t.Fatalf("helper arguments %v for %d entries", args, len(m))
+		}
+	})
+}
