@@ -30,9 +30,10 @@ func debianRootfs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "debian-bookworm-"+time.Now().UTC().Format("2006-01-02")+".tar")
-	if _, err := os.Stat(p); err == nil {
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
 		return p
 	}
+	os.RemoveAll(p) // not a tar: left by an older version of this function
 	// mmdebstrap takes the format from the name unless told: a name that
 	// does not end in .tar would give a directory.
 	tmp := strings.TrimSuffix(p, ".tar") + ".tmp.tar"
