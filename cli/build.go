@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/roost-containers/roost/builder"
 	"github.com/roost-containers/roost/layers"
 	"github.com/roost-containers/roost/rootless"
@@ -206,12 +207,17 @@ func buildInput(c *cli.Context, is *layers.Store, o *builder.Options) (release f
 	if err != nil {
 		return release, err
 	}
-	_, err = io.Copy(f, c.App.Reader)
+	n, err := io.Copy(f, c.App.Reader)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return release, fmt.Errorf("read the build context from stdin: %w", err)
+	}
+	if !c.Bool("quiet") {
+		// Docker's "Sending build context to Docker daemon": here it is
+		// only read, once, into the store's scratch space.
+		fmt.Fprintf(c.App.Writer, "Received the build context from stdin: %s\n", units.HumanSize(float64(n)))
 	}
 	isTar, err := extractContext(input, o.ContextDir)
 	if err != nil {

@@ -587,7 +587,7 @@ func TestBuildInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	zw.Close()
-	if r := e.runIn(bytes.NewReader(tb.Bytes()), "build", "-t", "c", "-"); r.code != 0 {
+	if r := e.runIn(bytes.NewReader(tb.Bytes()), "build", "-t", "c", "-"); r.code != 0 || !strings.Contains(r.stdout, "Received the build context from stdin: ") {
 		t.Fatalf("build - < context.tar.gz: %s", r)
 	}
 	if got := e.runOut("c", "cat /f"); got != "from tar\n" {
