@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 )
@@ -124,12 +125,20 @@ func (c *buildContext) sources(src string) ([]string, error) {
 			return nil, fmt.Errorf("bad pattern %q: %w", src, err)
 		}
 		for _, m := range ms {
+			// Glob follows links out of the context; keep what the
+			// context itself has under that name.
 			r, _ := filepath.Rel(c.dir, m)
-			matches = append(matches, filepath.ToSlash(r))
+			if p, err := c.resolve(r); err != nil {
+				return nil, err
+			} else if _, err := os.Lstat(p); err == nil {
+				matches = append(matches, filepath.ToSlash(r))
+			}
 		}
-	} else if _, err := os.Lstat(filepath.Join(c.dir, filepath.FromSlash(rel))); err == nil {
+	} else if p, err := c.resolve(rel); err != nil {
+		return nil, err
+	} else if _, err := os.Lstat(p); err == nil {
 		matches = []string{rel}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 		return nil, err
 	}
 	var out []string
@@ -145,6 +154,18 @@ func (c *buildContext) sources(src string) ([]string, error) {
 	return out, nil
 }
 
+// resolve returns the host path of the context path rel with its symbolic
+// links resolved inside the context, as if the context were the root (an
+// absolute target starts at the context, ".." stops there), as Docker's
+// FollowSymlinkInScope: a link in the context never reaches outside it.
+func (c *buildContext) resolve(rel string) (string, error) {
+	p, err := securejoin.SecureJoin(c.dir, filepath.FromSlash(rel))
+	if err != nil {
+		return "", fmt.Errorf("read build context: %s: %w", rel, err)
+	}
+	return p, nil
+}
+
 // contextFile is one file under a source, as COPY will write it.
 type contextFile struct {
 	rel  string // relative to the source ("." for the source itself)
@@ -157,7 +178,10 @@ type contextFile struct {
 // it that .dockerignore leaves in, parents before children. The source
 // itself is followed when it is a symbolic link, as Docker does.
 func (c *buildContext) walk(rel string) ([]contextFile, error) {
-	root := filepath.Join(c.dir, filepath.FromSlash(rel))
+	root, err := c.resolve(rel)
+	if err != nil {
+		return nil, err
+	}
 	fi, err := os.Stat(root)
 	if err != nil {
 		return nil, fmt.Errorf("read build context: %w", err)

@@ -933,3 +933,45 @@ CMD ["/app/msg"]
 		t.Errorf("the RUN's deletion under podman: %q", got)
 	}
 }
+
+// TestBuildSymlinkEscape: a symbolic link in the build context resolves
+// inside the context, as if it were the root (Docker's FollowSymlinkInScope):
+// COPY and ADD through a link to a directory or file outside it fail as
+// "not found" and read nothing there; an absolute link to a context file
+// reaches that file.
+func TestBuildSymlinkEscape(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	runImage(t, e)
+	secret := e.path("secret")
+	if err := os.WriteFile(secret, []byte("outside the context\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := buildContext(t, e, "ctx", map[string]string{"inside.txt": "inside\n"})
+	for link, target := range map[string]string{"up": e.dir, "rel": "../secret", "abs": secret, "home": "/", "in": "/inside.txt"} {
+		if err := os.Symlink(target, filepath.Join(ctx, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.snapshot()
+	for _, src := range []string{"up/secret", "rel", "abs", "home" + secret, "up/*"} {
+		for _, ins := range []string{"COPY", "ADD"} {
+			df := fmt.Sprintf("FROM busybox\n%s %s /x\n", ins, src)
+			if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			msg := e.fails("build", "-t", "escape", ctx)
+			if !strings.Contains(msg, "Dockerfile:2:") || !strings.Contains(msg, "not found") {
+				t.Errorf("%s %s: %q, want Dockerfile:2: ... not found", ins, src, msg)
+			}
+		}
+	}
+	e.wantUnchanged(before)
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nCOPY in /x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("build", "-q", "-t", "in", ctx)
+	if got := e.runOut("in", "cat /x"); got != "inside\n" {
+		t.Errorf("COPY of an absolute link to a context file: /x = %q, want the file's contents", got)
+	}
+}
