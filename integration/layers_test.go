@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -245,6 +246,40 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("pull of a 256 MiB image: %q", msg)
 	}
 	e.wantUnchanged(before)
+
+	// A build whose RUN or COPY does not fit: one line naming the
+	// Dockerfile line, no image, the store as it was.
+	ctx := e.path("ctx")
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(ctx, "big"))
+	if err == nil {
+		err = errors.Join(f.Truncate(200<<20), f.Close())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ok("run", "--rm", img, "true") // the containers' lock file exists from here on
+	before = e.snapshot()
+	for _, df := range []string{
+		"FROM " + img + "\nRUN dd if=/dev/zero of=/fill bs=1M count=200\n",
+		"FROM " + img + "\nCOPY big /big\n",
+	} {
+		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A failing RUN shows its last output lines (with -q on stderr),
+		// then roost's one line.
+		r := e.run("build", "-q", "-t", "full:1", ctx)
+		ls := lines(r.stderr)
+		if r.code != 125 || len(ls) == 0 || !strings.HasPrefix(ls[len(ls)-1], "roost: Dockerfile:2:") {
+			t.Errorf("build on a full disk (%q): want exit 125 and a last line naming Dockerfile:2, got %s", df, r)
+		} else if strings.Contains(df, "COPY") {
+			e.wantOneLineError(r)
+		}
+		e.wantUnchanged(before)
+	}
 
 	// A container that writes until the disk is full gets ENOSPC.
 	r := e.run("run", "--name", "filler", img, "sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=200")
