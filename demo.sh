@@ -48,9 +48,14 @@ $R import -c "CMD [\"sh\"]" -c "WORKDIR /srv" rootfs demo:1
 $R images
 echo "+ roost run --rm demo:1 sh -c ..."
 $R run --rm demo:1 sh -c "echo hello from a container: uid \$(id -u), host \$(hostname), \$(ls /srv | wc -l) file in \$PWD; cat index.html"
+echo "+ roost build -t web:1 site   (a Dockerfile FROM demo:1 with a COPY and a RUN)"
+mkdir -p site
+echo "<h1>hello from a roost build</h1>" > site/index.html
+printf "FROM demo:1\nCOPY index.html /srv/\nRUN echo built by \$(id -u) > /srv/built.txt\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/srv\"]\n" > site/Dockerfile
+$R build -t web:1 site
 port=$(/bin/busybox awk "BEGIN{srand(); print 20000 + int(rand()*20000)}")
-echo "+ roost run -d --name web -p $port:8080 demo:1 httpd -f -p 8080 -h /srv ; roost ps"
-$R run -d --name web -p $port:8080 demo:1 httpd -f -p 8080 -h /srv >/dev/null
+echo "+ roost run -d --name web -p $port:8080 web:1 ; roost ps"
+$R run -d --name web -p $port:8080 web:1 >/dev/null
 $R ps
 sleep 0.5
 echo "+ wget http://127.0.0.1:$port/ (through roost'"'"'s port proxy)"
