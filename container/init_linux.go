@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/user"
 	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
@@ -95,7 +96,7 @@ func initContainer() error {
 	// of the image or of the writable layer cannot send a mount, or the
 	// creation of its target, outside.
 	for _, d := range spec.Devices {
-		target, err := secureJoin(root, d.PathInContainer)
+		target, err := securejoin.SecureJoin(root, d.PathInContainer)
 		if err == nil {
 			err = bindFile(d.PathOnHost, target, false)
 		}
@@ -104,7 +105,7 @@ func initContainer() error {
 		}
 	}
 	for target, src := range spec.EtcFiles {
-		p, err := secureJoin(root, target)
+		p, err := securejoin.SecureJoin(root, target)
 		if err == nil {
 			err = bindFile(src, p, false)
 		}
@@ -219,7 +220,7 @@ func execCommand(args, env []string, tini *os.File) error {
 // mountSystem mounts /proc, /sys, /dev and its friends under root.
 func mountSystem(root string, spec *InitSpec) error {
 	mnt := func(src, target, fstype string, flags uintptr, data string) error {
-		target, err := secureJoin(root, strings.TrimPrefix(target, root))
+		target, err := securejoin.SecureJoin(root, strings.TrimPrefix(target, root))
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", fstype, err)
 		}
@@ -235,7 +236,7 @@ func mountSystem(root string, spec *InitSpec) error {
 	if err := mnt("proc", filepath.Join(root, "proc"), "proc", nsd, ""); err != nil {
 		return err
 	}
-	sys, err := secureJoin(root, "/sys")
+	sys, err := securejoin.SecureJoin(root, "/sys")
 	if err != nil {
 		return fmt.Errorf("mount /sys: %w", err)
 	}
@@ -250,7 +251,7 @@ func mountSystem(root string, spec *InitSpec) error {
 	if err := maskPaths(root); err != nil {
 		return err
 	}
-	dev, err := secureJoin(root, "/dev")
+	dev, err := securejoin.SecureJoin(root, "/dev")
 	if err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
@@ -297,7 +298,7 @@ var (
 // kernel's tunables read-only, as Docker does.
 func maskPaths(root string) error {
 	for _, p := range maskedPaths {
-		target, err := secureJoin(root, p)
+		target, err := securejoin.SecureJoin(root, p)
 		if err != nil {
 			return fmt.Errorf("mask %s: %w", p, err)
 		}
@@ -315,7 +316,7 @@ func maskPaths(root string) error {
 		}
 	}
 	for _, p := range readOnlyPaths {
-		target, err := secureJoin(root, p)
+		target, err := securejoin.SecureJoin(root, p)
 		if err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
@@ -348,7 +349,7 @@ const (
 // mountAptConf mounts conf at aptConfTarget when the image has a real
 // /etc/apt/apt.conf.d directory.
 func mountAptConf(root, conf string) error {
-	dir, err := secureJoin(root, filepath.Dir(aptConfTarget))
+	dir, err := securejoin.SecureJoin(root, filepath.Dir(aptConfTarget))
 	if err != nil {
 		return nil
 	}
@@ -422,7 +423,7 @@ func remountReadOnly(p string) error {
 // mountInto mounts m under root. Bind targets are resolved inside root:
 // a symlink in the image cannot send a mount outside it.
 func mountInto(root string, m InitMount) error {
-	target, err := secureJoin(root, m.Destination)
+	target, err := securejoin.SecureJoin(root, m.Destination)
 	if err != nil {
 		return failf(125, "mount %s: %w", m.Destination, err)
 	}
@@ -449,46 +450,6 @@ func mountInto(root string, m InitMount) error {
 		}
 		return nil
 	}
-}
-
-// secureJoin resolves p inside root as if root were /: symlinks met on the
-// way are followed within root, and .. stops at root.
-func secureJoin(root, p string) (string, error) {
-	parts := strings.Split(filepath.Clean("/"+p), "/")
-	cur := ""
-	links := 0
-	for len(parts) > 0 {
-		part := parts[0]
-		parts = parts[1:]
-		if part == "" || part == "." {
-			continue
-		}
-		if part == ".." {
-			cur = filepath.Dir(cur)
-			if cur == "." || cur == "/" {
-				cur = ""
-			}
-			continue
-		}
-		next := cur + "/" + part
-		fi, err := os.Lstat(root + next)
-		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if links++; links > 40 {
-			return "", errors.New("too many levels of symbolic links")
-		}
-		target, err := os.Readlink(root + next)
-		if err != nil {
-			return "", err
-		}
-		if filepath.IsAbs(target) {
-			cur = ""
-		}
-		parts = append(strings.Split(target, "/"), parts...)
-	}
-	return root + cur, nil
 }
 
 // loopbackUp brings up lo in the container's network namespace.
