@@ -163,7 +163,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		var err error
 		if df, err = os.ReadFile(p); err != nil {
-			return nil, &Error{File: b.file, Err: fmt.Errorf("cannot read the Dockerfile: %w", unwrapPath(err))}
+			return nil, &Error{File: b.file, Err: fmt.Errorf("cannot read the Dockerfile %s: %w", p, unwrapPath(err))}
 		}
 	}
 	if syntax, _, _, ok := parser.DetectSyntax(df); ok {
