@@ -417,29 +417,38 @@ func writeDockerConfig(t *testing.T, e *roostEnv, content string) {
 	}
 }
 
-// testCA makes a CA and a server certificate signed by it for localhost
-// and 127.0.0.1, written under dir; it returns the CA's PEM and the files
-// docker-registry serves.
-func testCA(t *testing.T, dir string) (caPEM []byte, tc *registryTLS) {
+// selfSignedCA makes a P-256 key and a self-signed CA certificate (DER)
+// named cn, valid from an hour ago for a day.
+func selfSignedCA(t *testing.T, cn string) (*ecdsa.PrivateKey, []byte) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "roost test CA"},
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return key, der
+}
+
+// testCA makes a CA and a server certificate signed by it for localhost
+// and 127.0.0.1, written under dir; it returns the CA's PEM and the files
+// docker-registry serves.
+func testCA(t *testing.T, dir string) (caPEM []byte, tc *registryTLS) {
+	t.Helper()
+	caKey, caDER := selfSignedCA(t, "roost test CA")
+	now := time.Now()
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
 		t.Fatal(err)
