@@ -286,8 +286,8 @@ func (ri *recompressedImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 	return nil, fmt.Errorf("layer %s is not in image %s: %w", h, ri.id, ErrNotFound)
 }
 
-// gzipStream is a stored layer compressed with gzip as it is read; its
-// digest and size are known once a reading has reached the end.
+// gzipStream is a stored layer compressed with gzip (level 1) as it is
+// read; its digest and size are known once a reading has reached the end.
 type gzipStream struct {
 	s      *Store
 	diffID v1.Hash
@@ -337,8 +337,15 @@ func (l *gzipStream) Compressed() (io.ReadCloser, error) {
 		h := sha256.New()
 		cw := &countingWriter{w: io.MultiWriter(pw, h)}
 		bw := bufio.NewWriterSize(cw, 1<<20)
-		zw := gzip.NewWriter(bw)
-		_, err := io.Copy(zw, src)
+		// The upload waits on this compression: the fastest level (about
+		// three times the default's speed, a little larger output), as the
+		// blob is not kept and each such push compresses again.
+		zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		_, err = io.Copy(zw, src)
 		if err == nil {
 			err = zw.Close()
 		}
