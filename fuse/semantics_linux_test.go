@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/roost-containers/roost/layers"
@@ -491,10 +492,7 @@ func TestExec(t *testing.T) {
 	tu := mountLayers(t, entries)
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: tu.mnt}
-		cmd.Dir = "/"
-		out, err := cmd.CombinedOutput()
+		out, err := chrootCommand(t, tu.mnt, args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s in the mount: %v: %s", strings.Join(args, " "), err, out)
 		}
@@ -521,6 +519,22 @@ func TestExec(t *testing.T) {
 	if out := run("/bin/ls", "/tmp"); out != "busybox\n" {
 		t.Errorf("copied-up ls: %q", out)
 	}
+}
+
+// chrootCommand runs args in root through the host's chroot program. This
+// process serves the mount: were it to exec a program of the mount itself,
+// the exec would look it up while the forking thread holds its scheduler
+// slot (Go's vfork), and a garbage collection starting then would wait for
+// that slot while the lookup waits for the collection: a deadlock.
+func chrootCommand(t *testing.T, root string, args ...string) *exec.Cmd {
+	t.Helper()
+	chroot, err := exec.LookPath("chroot")
+	if err != nil {
+		t.Fatal("the test runs programs of the mount with chroot (coreutils):", err)
+	}
+	cmd := exec.Command(chroot, append([]string{root}, args...)...)
+	cmd.Dir = "/"
+	return cmd
 }
 
 func mustRead(t *testing.T, p string) string {
@@ -1111,5 +1125,68 @@ func TestWriteLayerRoundtrip(t *testing.T) {
 	// Directories' times are the host's; inode numbers differ by design.
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("union from the exported layer differs (-changed mount +reimported):\n%s", diff)
+	}
+}
+
+// resident counts the pages of the file at p that are in the page cache,
+// without reading any.
+func resident(t *testing.T, p string) (in, all int) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal("mincore:", errno)
+	}
+	for _, v := range vec {
+		if v&1 != 0 {
+			in++
+		}
+	}
+	return in, len(vec)
+}
+
+// TestPushOnOpen checks that programs being executed and shared libraries
+// are in the page cache whole once opened (wantsPush), and other files are
+// not: opening one reads nothing.
+func TestPushOnOpen(t *testing.T) {
+	t.Parallel()
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("the test copies the host's static busybox into a layer (apt install busybox-static):", err)
+	}
+	body := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
+	tu := mountLayers(t, []tarEntry{
+		{name: "lib/libdemo.so.1", mode: 0o644, body: body},
+		{name: "data/plain.bin", mode: 0o644, body: body},
+		{name: "bin/busybox", mode: 0o755, body: mustRead(t, busybox)},
+	})
+	if in, all := resident(t, tu.path("lib/libdemo.so.1")); in != all {
+		t.Errorf("shared library: %d of %d pages in the page cache after open, want all", in, all)
+	}
+	if in, all := resident(t, tu.path("data/plain.bin")); in != 0 {
+		t.Errorf("plain file: %d of %d pages in the page cache after open, want none", in, all)
+	}
+	if out, err := chrootCommand(t, tu.mnt, "/bin/busybox", "true").CombinedOutput(); err != nil {
+		t.Fatalf("busybox true in the mount: %v: %s", err, out)
+	}
+	if in, all := resident(t, tu.path("bin/busybox")); in != all {
+		t.Errorf("executed program: %d of %d pages in the page cache, want all", in, all)
+	}
+	// What was pushed is the file's content.
+	if got := mustRead(t, tu.path("lib/libdemo.so.1")); got != body {
+		t.Error("shared library: content differs after the push")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,9 @@ type union struct {
 type node struct {
 	fs.Inode
 	u *union
+	// pushed is set once a lower file's content went into the kernel's
+	// page cache whole (see wantsPush).
+	pushed atomic.Bool
 }
 
 // Timeouts: lower layers never change, and every change to the upper layer
@@ -966,7 +970,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		return nil, 0, syscall.ENOENT
 	}
 	if !e.upper {
-		return u.openLower(e.lower.file)
+		return u.openLower(n, e.lower.file, flags, p)
 	}
 	fd, err := syscall.Open(u.hostPath(p), int(flags)&^(syscall.O_CREAT|syscall.O_EXCL)|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
