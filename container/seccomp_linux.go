@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"unsafe"
@@ -55,9 +56,11 @@ import (
 // SCMP_ACT_NOTIFY is refused with a message.
 //
 // Cost: init compiles the profile (about 0.8 ms in a fresh process) and the
-// kernel prepares the filters on load (about 0.8 ms, most of it for the
-// profile's ~540 instructions); compiling once per container in the agent
-// and passing the result to init was tried and bought nothing measurable.
+// kernel prepares the filters on load, in time that grows with their length:
+// rules are joined and numbers tested as ranges (joinRules), which brings
+// Docker's profile from about 900 instructions to about 300.
+// Compiling once per container in the agent and passing the result to init
+// was tried and bought nothing measurable.
 
 // SeccompUnconfined is the --security-opt seccomp value that loads no profile.
 const SeccompUnconfined = "unconfined"
@@ -160,7 +163,7 @@ func compileSeccomp(profile string, caps map[int]bool, emulateIDs bool) ([]*unix
 	if err != nil {
 		return nil, err
 	}
-	p, err := sockFprog(assembleSeccomp(info, def, rules))
+	p, err := sockFprog(assembleSeccomp(info, def, joinRules(rules)))
 	if err != nil {
 		return nil, err
 	}
@@ -258,9 +261,17 @@ func assembleSeccomp(info *arch.Info, def uint32, rules []seccompRule) []bpf.Ins
 	var body []bpf.Instruction
 	for _, r := range rules {
 		if len(r.sets) == 0 {
-			// Each number: equal, on to the return after it; else past it.
-			for _, nr := range r.nrs {
-				body = append(body, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipFalse: 1}, bpf.RetConstant{Val: r.action})
+			// Each run of consecutive numbers: inside it, on to the
+			// return after the test; else past it. A single number:
+			// equal, on to the return.
+			for _, run := range numberRuns(r.nrs) {
+				if run[0] == run[1] {
+					body = append(body, bpf.JumpIf{Cond: bpf.JumpEqual, Val: run[0], SkipFalse: 1})
+				} else {
+					body = append(body, bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: run[0], SkipFalse: 2},
+						bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: run[1], SkipTrue: 1})
+				}
+				body = append(body, bpf.RetConstant{Val: r.action})
 			}
 			continue
 		}
@@ -285,6 +296,51 @@ func assembleSeccomp(info *arch.Info, def uint32, rules []seccompRule) []bpf.Ins
 			bpf.RetConstant{Val: uint32(seccompbpf.ActionErrno) | uint32(unix.ENOSYS)})
 	}
 	return append(prog, body...)
+}
+
+// joinRules joins each run of adjacent rules without conditions and with
+// one action into one rule, whose numbers then test as ranges (numberRuns),
+// and each run of adjacent rules with conditions on the same numbers and with
+// one action into one rule that holds where any of their conditions do. The
+// first rule that matches a call still decides. Docker's default profile
+// then takes about 300 instructions instead of 900, which the kernel checks,
+// translates and runs (for its cache of always-allowed numbers, once per
+// number) at every start and exec.
+func joinRules(rules []seccompRule) []seccompRule {
+	var out []seccompRule
+	for _, r := range rules {
+		if n := len(out); n > 0 && out[n-1].action == r.action {
+			last := &out[n-1]
+			switch {
+			case len(r.sets) == 0 && len(last.sets) == 0:
+				last.nrs = append(last.nrs, r.nrs...)
+				continue
+			case len(r.sets) > 0 && len(last.sets) > 0 && slices.Equal(last.nrs, r.nrs):
+				last.sets = append(last.sets, r.sets...)
+				continue
+			}
+		}
+		r.nrs, r.sets = slices.Clone(r.nrs), slices.Clone(r.sets)
+		out = append(out, r)
+	}
+	return out
+}
+
+// numberRuns sorts nrs and returns its runs of consecutive numbers, each as
+// its first and last.
+func numberRuns(nrs []uint32) [][2]uint32 {
+	sorted := slices.Clone(nrs)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	var runs [][2]uint32
+	for _, nr := range sorted {
+		if n := len(runs); n > 0 && runs[n-1][1]+1 == nr {
+			runs[n-1][1] = nr
+			continue
+		}
+		runs = append(runs, [2]uint32{nr, nr})
+	}
+	return runs
 }
 
 // seccompSet is one condition set: when every comparison holds, it returns

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/moby/profiles/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -229,5 +231,68 @@ func BenchmarkCompileDefaultSeccomp(b *testing.B) {
 		if _, err := compileSeccomp("", caps, true); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSeccompRanges checks that joining rules and testing numbers as ranges
+// decides every call as the plain program does, one number at a time: every
+// number up to past the highest, with arguments that meet and miss the
+// profile's conditions, with and without added capabilities.
+func TestSeccompRanges(t *testing.T) {
+	info, err := arch.GetInfo("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, add := range [][]string{nil, {"SYS_ADMIN", "SYS_PTRACE", "SYS_MODULE"}} {
+		caps, err := capSet(add, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}}
+		for name, n := range capNames {
+			if caps[n] {
+				rs.Process.Capabilities.Bounding = append(rs.Process.Capabilities.Bounding, "CAP_"+name)
+			}
+		}
+		ls, err := seccomp.GetDefaultProfile(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules, def, maxNr, err := seccompPolicy(ls, info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The plain program: a rule per number, none joined.
+		var single []seccompRule
+		for _, r := range rules {
+			if len(r.sets) > 0 {
+				single = append(single, r)
+				continue
+			}
+			for _, nr := range r.nrs {
+				single = append(single, seccompRule{nrs: []uint32{nr}, action: r.action})
+			}
+		}
+		plain, err := sockFprog(assembleSeccomp(info, def, single))
+		if err != nil {
+			t.Fatal(err)
+		}
+		merged, err := sockFprog(assembleSeccomp(info, def, joinRules(rules)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if merged.Len >= plain.Len {
+			t.Errorf("caps %v: joined program has %d instructions, the plain one %d", add, merged.Len, plain.Len)
+		}
+		argSets := [][]uint64{nil, {0}, {uint64(unix.SIGCHLD)}, {unix.CLONE_NEWUSER}, {unix.AF_INET}, {unix.AF_ALG}, {40}, {0xffffffff}, {0x0400000}}
+		for nr := uint32(0); nr <= maxNr+8; nr++ {
+			for _, args := range argSets {
+				want := seccompRun(t, []*unix.SockFprog{plain}, uint32(info.ID), nr, args...)
+				if got := seccompRun(t, []*unix.SockFprog{merged}, uint32(info.ID), nr, args...); got != want {
+					t.Fatalf("caps %v: syscall %d%v: joined program gives %#x, plain %#x", add, nr, args, got, want)
+				}
+			}
+		}
+		t.Logf("caps %v: %d instructions joined, %d plain", add, merged.Len, plain.Len)
 	}
 }
