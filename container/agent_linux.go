@@ -117,6 +117,9 @@ type agent struct {
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
 // fd 4 the attach socket when AgentSpec.Attach is set.
 func runAgent(args []string) int {
+	// No garbage collection while the container starts: it would only
+	// delay the start (the heap stays a few MB); see the start loop in run.
+	debug.SetGCPercent(-1)
 	status := os.NewFile(3, "status")
 	report := func(st Started) {
 		if status != nil {
@@ -170,30 +173,36 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		// unmounting it.
 		unix.Unmount(a.spec.DetachMount, unix.MNT_DETACH)
 	}
-	var lowers []fuse.Lower
-	for _, l := range a.spec.Layers {
-		idx, err := layers.ReadIndexFile(l.Index)
-		if err != nil {
-			return 0, fmt.Errorf("read layer index %s: %w", l.Index, err)
+	readLowers := func() ([]fuse.Lower, error) {
+		var lowers []fuse.Lower
+		for _, l := range a.spec.Layers {
+			idx, err := layers.ReadIndexFile(l.Index)
+			if err != nil {
+				return nil, fmt.Errorf("read layer index %s: %w", l.Index, err)
+			}
+			lowers = append(lowers, fuse.Lower{Tar: l.Tar, Index: idx})
 		}
-		lowers = append(lowers, fuse.Lower{Tar: l.Tar, Index: idx})
+		Trace("agent", "indexes-read")
+		return lowers, nil
 	}
 	rootfs := filepath.Join(a.spec.Dir, "rootfs")
 	writable := filepath.Join(a.spec.Dir, "diff")
-	a.writable, a.lowers = writable, lowers
+	a.writable = writable
+	// Reading the layers' indexes takes milliseconds for a large image: it
+	// goes with the mount, while init starts, unless -u names a user that
+	// must be looked up in the image first (see nestedUser).
+	var lowers []fuse.Lower
+	if a.needsLookup() {
+		if lowers, err = readLowers(); err != nil {
+			return 0, err
+		}
+		a.lowers = lowers
+	}
 	if err := a.nestedUser(writable, lowers); err != nil {
 		return 125, err
 	}
-	Trace("agent", "indexes-read")
-	m, err := fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable, Ephemeral: a.spec.AutoRemove})
-	if err != nil {
-		return 0, err
-	}
-	a.union = m
-	Trace("agent", "fuse-mounted")
 	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
 	if err != nil {
-		unmount(m)
 		return 0, err
 	}
 	// A cgroup of its own where one is delegated: limits, and the freezer.
@@ -201,7 +210,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		cg, err := newCgroup(parent, filepath.Base(a.spec.Dir), a.spec.Resources)
 		if err != nil && !a.spec.Resources.Empty() {
 			a.log.close()
-			unmount(m)
 			a.finish(125, err.Error())
 			return 125, err
 		}
@@ -212,7 +220,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	} else if !a.spec.Resources.Empty() {
 		err := errors.New("--memory, --cpus and --pids-limit need cgroup v2 with a cgroup delegated to you (systemd user session, or ROOST_CGROUP naming one): see roost info")
 		a.log.close()
-		unmount(m)
 		a.finish(125, err.Error())
 		return 125, err
 	}
@@ -220,18 +227,50 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	if len(a.spec.Ports) > 0 {
 		if proxy, err = netns.Listen(a.spec.Ports); err != nil {
 			a.log.close()
-			unmount(m)
 			a.finish(125, err.Error())
 			return 125, err
 		}
 		defer proxy.Close()
 		a.ports = proxy.Bound
 	}
+	// The union mounts while init starts (a Go process takes milliseconds
+	// to reach its first line): init gets its mount namespace once the
+	// spec comes, after the mount.
+	var m *fuse.Mount
+	mounted := make(chan error, 1)
+	go func() {
+		var err error
+		if lowers == nil {
+			if lowers, err = readLowers(); err != nil {
+				mounted <- err
+				return
+			}
+			a.lowers = lowers
+		}
+		m, err = fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable, Ephemeral: a.spec.AutoRemove})
+		if err == nil {
+			a.union = m
+			Trace("agent", "fuse-mounted")
+		}
+		mounted <- err
+	}()
+	var mountErr error
+	mountDone := false
+	waitMount := func() error {
+		if !mountDone {
+			mountErr, mountDone = <-mounted, true
+		}
+		return mountErr
+	}
 	var ln net.Listener
 	var code int
 	backoff := 100 * time.Millisecond
 	for run := 0; ; run++ {
-		code, err = a.start(rootfs)
+		ready := waitMount
+		if run > 0 {
+			ready = nil
+		}
+		code, err = a.start(rootfs, ready)
 		if err == nil && proxy != nil && a.spec.ClientAddress && a.nat != nil {
 			proxy.Serve(a.nat)
 		} else if err == nil && proxy != nil {
@@ -247,7 +286,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		if err != nil && run == 0 {
 			a.log.close()
-			unmount(m)
+			if waitMount() == nil {
+				unmount(m)
+			}
 			a.finish(code, err.Error())
 			return code, err
 		}
@@ -259,7 +300,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			started(a.state.Pid)
 			// An idle agent should cost little: return what start-up used.
 			debug.SetGCPercent(20)
-			debug.FreeOSMemory()
+			settle()
 		}
 		var upFor time.Duration
 		if err == nil {
@@ -342,7 +383,7 @@ func (a *agent) nestedUser(writable string, lowers []fuse.Lower) error {
 	switch {
 	case in.KeepID:
 		in.NestedUID, in.NestedGID = in.HostUID, in.HostGID
-	case in.Mapping == "single" && in.User != "":
+	case a.needsLookup():
 		u, err := lookupUser(in.User, func(p string) ([]byte, error) { return imageFile(writable, lowers, p) })
 		if err != nil {
 			return &initError{code: 125, err: fmt.Errorf("user %q: %w", in.User, err)}
@@ -352,6 +393,13 @@ func (a *agent) nestedUser(writable string, lowers []fuse.Lower) error {
 		}
 	}
 	return nil
+}
+
+// needsLookup tells whether nestedUser must read the image's user database:
+// -u names a user where this namespace has a single id.
+func (a *agent) needsLookup() bool {
+	in := &a.spec.Init
+	return !in.KeepID && in.Mapping == "single" && in.User != ""
 }
 
 // finish records the final state.
@@ -374,7 +422,9 @@ func (a *agent) finish(code int, errMsg string) {
 }
 
 // start clones the container's init and waits until it exec'd the command.
-func (a *agent) start(rootfs string) (int, error) {
+// Where ready is set, init is sent its spec only once ready returned, and
+// start fails with ready's error.
+func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	init := a.spec.Init
 	init.Rootfs = rootfs
 	init.EtcFiles = map[string]string{}
@@ -403,7 +453,9 @@ func (a *agent) start(rootfs string) (int, error) {
 	if tracing {
 		cmd.Env = append(cmd.Env, "ROOST_TRACE=1")
 	}
-	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP)
+	// No CLONE_NEWNS: init unshares its mount namespace when the spec
+	// came, and so sees the union mounted (see ready).
+	flags := uintptr(unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if !init.HostNetwork && a.spec.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
@@ -496,6 +548,19 @@ func (a *agent) start(rootfs string) (int, error) {
 	}
 	if f, ok := cmd.Stderr.(*os.File); ok {
 		f.Close()
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			specW.Close()
+			cmd.Process.Kill()
+			statusR.Close()
+			if chownParent != nil {
+				chownParent.Close()
+			}
+			cmd.Wait()
+			close(a.reaped)
+			return 125, err
+		}
 	}
 	init.NetworkPending = a.privateNetwork()
 	json.NewEncoder(specW).Encode(init)

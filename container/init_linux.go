@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -42,6 +43,9 @@ func runInit(args []string) int {
 	// and the thread that execs is the one whose they stay: do everything
 	// on one.
 	runtime.LockOSThread()
+	// Init allocates little before it execs: a collection would only delay
+	// the start.
+	debug.SetGCPercent(-1)
 	return reportExecError(initContainer(), 125)
 }
 
@@ -72,6 +76,12 @@ func initContainer() error {
 	}
 	unix.CloseOnExec(3)
 	unix.CloseOnExec(4)
+	// The agent clones init in its own mount namespace, and sends the spec
+	// once the union is mounted there; from here on this thread (locked,
+	// and the one that execs) has a copy of its own.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("new mount namespace: %w", err)
+	}
 	// In a nested user namespace the kernel already made the inherited
 	// mounts slaves, and refuses to change them.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil && spec.NestedUID < 0 {
