@@ -204,24 +204,32 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// The agent starts while the container is made; one that
+			// joins another container's network is started by that
+			// container's agent instead.
+			var agent *container.Prespawned
+			if !strings.HasPrefix(c.String("network"), "container:") {
+				agent = cs.Prespawn(!c.Bool("detach"))
+				defer agent.Close()
+			}
 			ctr, err := createContainer(c, is, cs)
 			if err != nil {
 				return err
 			}
 			container.Trace("cli", "created")
-			return startAndAttach(c, is, cs, ctr, !c.Bool("detach"), c.Bool("interactive"), c.Bool("sig-proxy"))
+			return startAndAttach(c, is, cs, ctr, agent, !c.Bool("detach"), c.Bool("interactive"), c.Bool("sig-proxy"))
 		},
 	}
 }
 
 // startAndAttach starts ctr; attached, it streams its output and exits with
 // its status; detached, it prints its ID.
-func startAndAttach(c *cli.Context, is *layers.Store, cs *container.Store, ctr *container.Container, attach, stdin, sigProxy bool) error {
+func startAndAttach(c *cli.Context, is *layers.Store, cs *container.Store, ctr *container.Container, agent *container.Prespawned, attach, stdin, sigProxy bool) error {
 	lf, err := layerFiles(is, ctr)
 	if err != nil {
 		return err
 	}
-	sess, err := cs.Start(ctr, container.StartOptions{Layers: lf, Attach: attach})
+	sess, err := cs.Start(ctr, container.StartOptions{Layers: lf, Attach: attach, Agent: agent})
 	if err != nil {
 		if ctr.HostConfig.AutoRemove {
 			cs.Remove(ctr, true, true)
@@ -331,7 +339,7 @@ func startCommand() *cli.Command {
 					return nil
 				}
 				if attach {
-					return startAndAttach(c, is, cs, ctr, true, c.Bool("interactive"), true)
+					return startAndAttach(c, is, cs, ctr, nil, true, c.Bool("interactive"), true)
 				}
 				lf, err := layerFiles(is, ctr)
 				if err != nil {

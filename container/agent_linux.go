@@ -129,10 +129,36 @@ func runAgent(args []string) int {
 		}
 	}
 	Trace("agent", "start")
+	prespawned := len(args) == 0
+	if prespawned {
+		// Started ahead of its container (Store.Prespawn): the spec
+		// comes on stdin, or nothing when the CLI gave up.
+		b, err := io.ReadAll(os.Stdin)
+		if err != nil || len(b) == 0 {
+			return 125
+		}
+		args = []string{string(b)}
+	}
 	var spec AgentSpec
 	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &spec) != nil {
 		report(Started{Error: "internal error: bad agent arguments", Code: 125})
 		return 125
+	}
+	if prespawned {
+		// What the agent has to say goes to the container's agent.log,
+		// where the CLI looks when the start fails.
+		logf, err := os.OpenFile(filepath.Join(spec.Dir, "agent.log"), os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			unix.Dup3(int(logf.Fd()), 1, 0)
+			unix.Dup3(int(logf.Fd()), 2, 0)
+			logf.Close()
+		}
+		devnull, err := os.Open(os.DevNull)
+		if err == nil {
+			unix.Dup3(int(devnull.Fd()), 0, 0)
+			devnull.Close()
+		}
+		Trace("agent", "spec")
 	}
 	a := &agent{spec: spec, stopping: make(chan struct{})}
 	if spec.Attach {

@@ -32,6 +32,110 @@ type StartOptions struct {
 	// Attach keeps a stream to the container: stdout and stderr come back
 	// through Session, stdin (with OpenStdin) goes in.
 	Attach bool
+	// Agent, when set, is the agent to hand the container to (from
+	// Prespawn, with the same Attach).
+	Agent *Prespawned
+}
+
+// Prespawned is an agent started before its container exists: its
+// start-up (a Go process in a new user namespace, and newuidmap and
+// newgidmap for a user with a subordinate id range) goes on while the CLI
+// creates the container. Start hands it its spec on its stdin; Close ends it
+// where Start did not take it.
+type Prespawned struct {
+	attach  bool
+	specW   *os.File
+	statusR *os.File
+	conn    *os.File // the CLI's end of the attach socket
+	cmd     *rootless.Cmd
+	started chan error
+	err     error // the start's outcome, once received
+	waited  bool
+	taken   bool
+}
+
+// Prespawn starts an agent for a container to come (see Prespawned); attach
+// is StartOptions.Attach of the Start it will serve.
+func (s *Store) Prespawn(attach bool) *Prespawned {
+	p := &Prespawned{attach: attach, started: make(chan error, 1)}
+	mapping, err := rootless.DefaultMapping()
+	if err != nil {
+		p.started <- err
+		return p
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		p.started <- err
+		return p
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		specW.Close()
+		p.started <- err
+		return p
+	}
+	p.specW, p.statusR = specW, statusR
+	cmd := rootless.Command(mapping, agentEntry) // no argument: the spec comes on stdin
+	cmd.SysProcAttr.Setsid = true
+	cmd.Stdin = specR
+	cmd.ExtraFiles = []*os.File{statusW}
+	var child *os.File
+	if attach {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			specR.Close()
+			statusW.Close()
+			p.started <- err
+			return p
+		}
+		p.conn = os.NewFile(uintptr(fds[0]), "attach")
+		child = os.NewFile(uintptr(fds[1]), "attach-child")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
+	}
+	p.cmd = cmd
+	go func() {
+		err := cmd.Start()
+		specR.Close()
+		statusW.Close()
+		if child != nil {
+			child.Close()
+		}
+		if err == nil {
+			go cmd.Wait() // reap it if this process outlives it
+		}
+		p.started <- err
+	}()
+	return p
+}
+
+// wait returns the outcome of the agent's start.
+func (p *Prespawned) wait() error {
+	if !p.waited {
+		p.err, p.waited = <-p.started, true
+	}
+	return p.err
+}
+
+// Close ends the agent unless Start took it; it may be called more than
+// once.
+func (p *Prespawned) Close() {
+	if p == nil || p.taken {
+		return
+	}
+	p.taken = true
+	if p.specW != nil {
+		p.specW.Close() // the agent sees no spec and exits
+	}
+	if p.wait() == nil {
+		p.cmd.Process.Kill()
+	}
+	if p.statusR != nil {
+		p.statusR.Close()
+	}
+	if p.conn != nil {
+		p.conn.Close()
+	}
 }
 
 // Session is a started container, attached or not.
@@ -126,6 +230,12 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p := o.Agent; p != nil {
+		if spawner == nil && p.attach == o.Attach {
+			return s.startPrespawned(c, p, arg)
+		}
+		p.Close()
+	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -167,6 +277,11 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		}
 		go cmd.Wait() // reap it if this process outlives it
 	}
+	return s.awaitAgent(c, statusR, sess)
+}
+
+// awaitAgent reads the agent's report of the start from statusR.
+func (s *Store) awaitAgent(c *Container, statusR *os.File, sess *Session) (*Session, error) {
 	var st Started
 	if err := json.NewDecoder(statusR).Decode(&st); err != nil {
 		msg, _ := os.ReadFile(filepath.Join(c.Dir, "agent.log"))
@@ -181,6 +296,40 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 	sess.Pid = st.Pid
 	Trace("cli", "started")
 	return sess, nil
+}
+
+// startPrespawned hands container c, with its agent spec arg, to the agent
+// p, and waits as Start does.
+func (s *Store) startPrespawned(c *Container, p *Prespawned, arg []byte) (*Session, error) {
+	defer p.Close()
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "agent.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	logf.Close()
+	if err := p.wait(); err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	Trace("cli", "agent-spawn")
+	_, err = p.specW.Write(arg)
+	p.specW.Close()
+	p.specW = nil
+	if err != nil {
+		return nil, fmt.Errorf("start agent: send its spec: %w", err)
+	}
+	sess := &Session{conn: p.conn}
+	if p.conn != nil {
+		sess.fw = NewFrameWriter(p.conn)
+	}
+	sess, err = s.awaitAgent(c, p.statusR, sess)
+	p.statusR.Close()
+	p.statusR = nil
+	var se *StartError
+	if err == nil || errors.As(err, &se) {
+		// The agent reported: the session's now, or gone by itself.
+		p.taken = true
+	}
+	return sess, err
 }
 
 // spawnThrough asks the agent of t to start an agent with spec, handing it
