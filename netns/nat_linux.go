@@ -162,7 +162,12 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %w", Interface, err)
 	}
-	if err := s.CreateNIC(nic, ep); err != nil {
+	inj, ok := ep.(outboundInjector)
+	if !ok {
+		n.Close()
+		return nil, fmt.Errorf("serve %s: the link endpoint cannot write whole packets", Interface)
+	}
+	if err := s.CreateNIC(nic, newEchoEndpoint(inj, n.echoTarget)); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %s", Interface, err)
 	}
@@ -247,6 +252,21 @@ func (n *NAT) target(dst netip.Addr, port uint16) (string, DialFunc) {
 		return net.JoinHostPort("127.0.0.1", p), d
 	}
 	return net.JoinHostPort(dst.String(), p), nil
+}
+
+// echoTarget says which address answers the container's pings to dst, and
+// false when none does: the host's loopback for Gateway, and for DNSServer
+// and the link addresses too, as this host serves them; nothing for the
+// rest of Subnet; dst itself elsewhere.
+func (n *NAT) echoTarget(dst netip.Addr) (netip.Addr, bool) {
+	loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if _, ok := n.opts.Links[dst]; ok || dst == Gateway || (dst == DNSServer && n.opts.Resolver != "") {
+		return loopback, true
+	}
+	if Subnet.Contains(dst) {
+		return netip.Addr{}, false
+	}
+	return dst, true
 }
 
 func (n *NAT) forwardTCP(r *tcp.ForwarderRequest) {
