@@ -61,7 +61,9 @@ type NATOptions struct {
 	// queries to DNSServer:53 are forwarded to.
 	Resolver string
 	// Links maps addresses in Subnet to linked containers: a TCP connection
-	// to one is dialled with its DialFunc (to 127.0.0.1:port over there).
+	// or UDP flow to one is dialled with its DialFunc (to 127.0.0.1:port
+	// over there); for "udp" it returns a connection that keeps datagrams
+	// whole.
 	Links map[netip.Addr]DialFunc
 }
 
@@ -325,11 +327,9 @@ func (n *NAT) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
 	addr, dial := n.target(dst, id.LocalPort)
-	if dial != nil {
-		// Links carry TCP only: an agent relays a byte stream.
-		return false
+	if dial == nil {
+		dial = net.Dial
 	}
-	dial = net.Dial
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
@@ -343,14 +343,15 @@ func (n *NAT) forwardUDP(r *udp.ForwarderRequest) bool {
 			return
 		}
 		defer out.Close()
-		relayDatagrams(in, out)
+		RelayDatagrams(in, out)
 	}()
 	return true
 }
 
-// relayDatagrams moves datagrams both ways until the flow was idle for
-// udpIdle.
-func relayDatagrams(a, b net.Conn) {
+// RelayDatagrams moves datagrams both ways until the flow was idle for
+// udpIdle, then closes both. Each of a and b keeps datagrams whole: a Read
+// returns one, a Write sends one.
+func RelayDatagrams(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	var last sync.Mutex
 	lastUsed := time.Now()
