@@ -482,3 +482,20 @@ func requirePingSockets(t *testing.T) {
 	}
 	syscall.Close(fd)
 }
+
+// TestNetworkLinksUDP sends datagrams to a linked container: each crosses
+// the agents' unix socket whole, and the replies come back.
+func TestNetworkLinksUDP(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	helper := udpHelperMounts(t)
+	e.ok(append(append([]string{"run", "-d", "--name", "udpdb", "-e", "ROOST_TEST_UDP_ECHO=127.0.0.1:9999"}, helper...), img, "/udp-helper")...)
+	t.Cleanup(func() { e.run("rm", "-f", "udpdb") })
+	waitFor(t, func() bool { return strings.Contains(e.run("logs", "udpdb").stdout, "listening") })
+	out := e.ok(append(append([]string{"run", "--rm", "--link", "udpdb:database", "-e", "ROOST_TEST_UDP_ASK=10.0.2.200:9999"}, helper...),
+		img, "/udp-helper", "one", "two", "three")...)
+	if out != "echo:one\necho:two\necho:three\n" {
+		t.Errorf("replies from the linked container: %q\n%s", out, e.run("logs", "udpdb"))
+	}
+}
