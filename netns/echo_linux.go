@@ -44,7 +44,8 @@ type echoTargetFunc func(dst netip.Addr) (netip.Addr, bool)
 // without echoes, and at most maxEchoFlows are open at once.
 type echoProxy struct {
 	target echoTargetFunc
-	// write sends a whole IPv4 packet to the container.
+	// write sends a whole IPv4 packet to the container; it is called with
+	// mu held, never after close.
 	write func(b []byte)
 
 	mu     sync.Mutex
@@ -176,11 +177,16 @@ func (p *echoProxy) serve(key echoFlowKey, f *echoFlow) {
 			continue
 		}
 		f.touch()
-		p.write(echoReply(key.dst, key.src, key.id, uint16(echo.Seq), echo.Data))
+		p.mu.Lock()
+		if !p.closed {
+			p.write(echoReply(key.dst, key.src, key.id, uint16(echo.Seq), echo.Data))
+		}
+		p.mu.Unlock()
 	}
 }
 
-// close ends every flow; later requests go unanswered.
+// close ends every flow; later requests go unanswered, and no reply is
+// written once it returns.
 func (p *echoProxy) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

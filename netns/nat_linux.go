@@ -73,6 +73,7 @@ type NATOptions struct {
 type NAT struct {
 	stack     *stack.Stack
 	fd        int
+	echo      *echoProxy
 	opts      NATOptions
 	closeOnce sync.Once
 }
@@ -169,7 +170,9 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: the link endpoint cannot write whole packets", Interface)
 	}
-	if err := s.CreateNIC(nic, newEchoEndpoint(inj, n.echoTarget)); err != nil {
+	link := newEchoEndpoint(inj, n.echoTarget)
+	n.echo = link.proxy
+	if err := s.CreateNIC(nic, link); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %s", Interface, err)
 	}
@@ -188,6 +191,10 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 // Close stops the network; the container's flows end.
 func (n *NAT) Close() {
 	n.closeOnce.Do(func() {
+		if n.echo != nil {
+			// No echo reply is written after this: fd is closed below.
+			n.echo.close()
+		}
 		n.stack.Close()
 		n.stack.Wait()
 		unix.Close(n.fd)
