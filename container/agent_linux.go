@@ -712,6 +712,9 @@ func linkDialer(socket string) netns.DialFunc {
 			c.Close()
 			return nil, err
 		}
+		if network == "udp" {
+			return &DatagramConn{Conn: c}, nil
+		}
 		return c, nil
 	}
 }
@@ -748,6 +751,10 @@ func (a *agent) dial(c net.Conn, network, addr string) {
 	}
 	if writeJSON(c, Reply{}) != nil {
 		out.Close()
+		return
+	}
+	if network == "udp" {
+		netns.RelayDatagrams(&DatagramConn{Conn: c}, out)
 		return
 	}
 	netns.Relay(c, out)

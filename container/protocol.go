@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 )
 
@@ -52,7 +53,8 @@ type Request struct {
 	// "attach" (after the Reply, an attach stream of the container) or
 	// "dial" (connect to Addr over Network inside the container's network
 	// namespace; after an empty Reply the connection carries that
-	// connection's bytes both ways: a --link) or "spawn" (start the agent
+	// connection's bytes both ways: a --link; for Network "udp" each
+	// datagram crosses as a DatagramConn frame) or "spawn" (start the agent
 	// of a container that joins this one's network namespace: Agent is
 	// its AgentSpec; a byte with its descriptors follows the request).
 	Op      string    `json:"op"`
@@ -159,6 +161,65 @@ func ReadFrame(r io.Reader, buf []byte) (stream byte, payload []byte, err error)
 		return 0, nil, err
 	}
 	return hdr[0], buf, nil
+}
+
+// DatagramConn carries datagrams over a stream connection (a UDP flow over
+// a "dial" connection): each crosses as its length, 2 bytes big endian, and
+// its bytes. A Write sends one datagram whole (Writes may be concurrent); a
+// Read returns one, cut to the buffer as UDP cuts it. A Read that ends
+// mid-frame (a deadline) keeps what it read for the next Read.
+type DatagramConn struct {
+	net.Conn
+	// The frame being read: its header, its body and how much of each.
+	hdr         [2]byte
+	body        []byte
+	nhdr, nbody int
+}
+
+var _ net.Conn = (*DatagramConn)(nil)
+
+// Read implements net.Conn.
+func (c *DatagramConn) Read(p []byte) (int, error) {
+	for c.nhdr < len(c.hdr) {
+		n, err := c.Conn.Read(c.hdr[c.nhdr:])
+		c.nhdr += n
+		if err != nil && c.nhdr < len(c.hdr) {
+			if err == io.EOF && c.nhdr > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	size := int(binary.BigEndian.Uint16(c.hdr[:]))
+	if c.body == nil {
+		c.body = make([]byte, 1<<16)
+	}
+	for c.nbody < size {
+		n, err := c.Conn.Read(c.body[c.nbody:size])
+		c.nbody += n
+		if err != nil && c.nbody < size {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	c.nhdr, c.nbody = 0, 0
+	return copy(p, c.body[:size]), nil
+}
+
+// Write implements net.Conn.
+func (c *DatagramConn) Write(p []byte) (int, error) {
+	if len(p) > 0xffff {
+		return 0, fmt.Errorf("write datagram: length %d over %d", len(p), 0xffff)
+	}
+	b := make([]byte, 2+len(p))
+	binary.BigEndian.PutUint16(b, uint16(len(p)))
+	copy(b[2:], p)
+	if _, err := c.Conn.Write(b); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // frameStream adapts one stream of a FrameWriter to an io.Writer.

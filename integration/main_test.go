@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	if code, ok := udpHelper(); ok {
+		return code
+	}
 	if os.Geteuid() == 0 {
 		fmt.Fprintln(os.Stderr, "integration: these tests run as an unprivileged user, not root: run `sudo bash .ci/run`, which runs them as roost-sub and roost-nosub, or run them as your own user")
 		return 1

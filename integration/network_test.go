@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -440,5 +441,61 @@ func TestNetworkDebianMirror(t *testing.T) {
 	r := e.run("run", "--rm", img, "wget", "-qO-", "http://deb.debian.org/debian/dists/bookworm/Release")
 	if r.code != 0 || !strings.Contains(r.stdout, "Origin: Debian") {
 		t.Fatalf("fetching deb.debian.org through the private network (this machine must reach it, as CI's does): %s", r)
+	}
+}
+
+// TestPingOutbound pings through the private network: the agent sends each
+// echo with the host's unprivileged ICMP sockets, which the host allows only
+// to the groups in net.ipv4.ping_group_range.
+func TestPingOutbound(t *testing.T) {
+	t.Parallel()
+	requirePingSockets(t)
+	e := newRoost(t)
+	img := runImage(t, e)
+	// The gateway is the host's loopback, which answers.
+	out := e.ok("run", "--rm", img, "ping", "-c", "2", "-W", "2", "10.0.2.2")
+	if !strings.Contains(out, "2 packets transmitted, 2 packets received") {
+		t.Errorf("ping 10.0.2.2:\n%s", out)
+	}
+	// Any other address is pinged from the host, as it is named.
+	ip := hostAddress(t)
+	out = e.ok("run", "--rm", img, "ping", "-c", "1", "-W", "2", ip)
+	if !strings.Contains(out, "1 packets transmitted, 1 packets received") {
+		t.Errorf("ping %s:\n%s", ip, out)
+	}
+	// Nobody answers for TEST-NET-1: neither may the network.
+	r := e.run("run", "--rm", img, "ping", "-c", "1", "-W", "1", "192.0.2.99")
+	if r.code == 0 {
+		t.Errorf("ping to an address nobody answers succeeded: %s", r)
+	}
+}
+
+// requirePingSockets fails the test unless this user may open unprivileged
+// ICMP sockets (socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)).
+func requirePingSockets(t *testing.T) {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, syscall.IPPROTO_ICMP)
+	if err != nil {
+		b, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+		t.Fatalf("this user (gid %d) may not open ICMP sockets (%v; net.ipv4.ping_group_range is %q): as root, run sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+			os.Getgid(), err, strings.TrimSpace(string(b)))
+	}
+	syscall.Close(fd)
+}
+
+// TestNetworkLinksUDP sends datagrams to a linked container: each crosses
+// the agents' unix socket whole, and the replies come back.
+func TestNetworkLinksUDP(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	helper := udpHelperMounts(t)
+	e.ok(append(append([]string{"run", "-d", "--name", "udpdb", "-e", "ROOST_TEST_UDP_ECHO=127.0.0.1:9999"}, helper...), img, "/udp-helper")...)
+	t.Cleanup(func() { e.run("rm", "-f", "udpdb") })
+	waitFor(t, func() bool { return strings.Contains(e.run("logs", "udpdb").stdout, "listening") })
+	out := e.ok(append(append([]string{"run", "--rm", "--link", "udpdb:database", "-e", "ROOST_TEST_UDP_ASK=10.0.2.200:9999"}, helper...),
+		img, "/udp-helper", "one", "two", "three")...)
+	if out != "echo:one\necho:two\necho:three\n" {
+		t.Errorf("replies from the linked container: %q\n%s", out, e.run("logs", "udpdb"))
 	}
 }

@@ -22,6 +22,15 @@
 // host's loopback for Gateway, to the resolver for DNSServer:53, or through
 // another container's agent for a link address.
 //
+// ICMP echo requests (ping) never reach the netstack, which would answer
+// them for any address: the TUN device's endpoint takes them out and sends
+// each with an unprivileged ICMP socket of the host (SOCK_DGRAM,
+// IPPROTO_ICMP; allowed to the groups in net.ipv4.ping_group_range), and
+// the host's reply goes back to the container from the address it pinged.
+// Gateway, DNSServer and link addresses are answered as the host's
+// loopback answers, as this host serves them; the rest of Subnet, and every
+// address where the host refuses such sockets, answers nothing.
+//
 //   - The netstack never sees the host's traffic: only what the container
 //     sends to eth0.
 //   - A NAT is closed, and its TUN descriptor with it, before the agent

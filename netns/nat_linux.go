@@ -61,7 +61,9 @@ type NATOptions struct {
 	// queries to DNSServer:53 are forwarded to.
 	Resolver string
 	// Links maps addresses in Subnet to linked containers: a TCP connection
-	// to one is dialled with its DialFunc (to 127.0.0.1:port over there).
+	// or UDP flow to one is dialled with its DialFunc (to 127.0.0.1:port
+	// over there); for "udp" it returns a connection that keeps datagrams
+	// whole.
 	Links map[netip.Addr]DialFunc
 }
 
@@ -71,6 +73,7 @@ type NATOptions struct {
 type NAT struct {
 	stack     *stack.Stack
 	fd        int
+	echo      *echoProxy
 	opts      NATOptions
 	closeOnce sync.Once
 }
@@ -162,7 +165,14 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %w", Interface, err)
 	}
-	if err := s.CreateNIC(nic, ep); err != nil {
+	inj, ok := ep.(outboundInjector)
+	if !ok {
+		n.Close()
+		return nil, fmt.Errorf("serve %s: the link endpoint cannot write whole packets", Interface)
+	}
+	link := newEchoEndpoint(inj, n.echoTarget)
+	n.echo = link.proxy
+	if err := s.CreateNIC(nic, link); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("serve %s: %s", Interface, err)
 	}
@@ -181,6 +191,10 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 // Close stops the network; the container's flows end.
 func (n *NAT) Close() {
 	n.closeOnce.Do(func() {
+		if n.echo != nil {
+			// No echo reply is written after this: fd is closed below.
+			n.echo.close()
+		}
 		n.stack.Close()
 		n.stack.Wait()
 		unix.Close(n.fd)
@@ -249,6 +263,21 @@ func (n *NAT) target(dst netip.Addr, port uint16) (string, DialFunc) {
 	return net.JoinHostPort(dst.String(), p), nil
 }
 
+// echoTarget says which address answers the container's pings to dst, and
+// false when none does: the host's loopback for Gateway, and for DNSServer
+// and the link addresses too, as this host serves them; nothing for the
+// rest of Subnet; dst itself elsewhere.
+func (n *NAT) echoTarget(dst netip.Addr) (netip.Addr, bool) {
+	loopback := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if _, ok := n.opts.Links[dst]; ok || dst == Gateway || (dst == DNSServer && n.opts.Resolver != "") {
+		return loopback, true
+	}
+	if Subnet.Contains(dst) {
+		return netip.Addr{}, false
+	}
+	return dst, true
+}
+
 func (n *NAT) forwardTCP(r *tcp.ForwarderRequest) {
 	id := r.ID()
 	dst, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
@@ -305,11 +334,9 @@ func (n *NAT) forwardUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst, _ := netip.AddrFromSlice(id.LocalAddress.AsSlice())
 	addr, dial := n.target(dst, id.LocalPort)
-	if dial != nil {
-		// Links carry TCP only: an agent relays a byte stream.
-		return false
+	if dial == nil {
+		dial = net.Dial
 	}
-	dial = net.Dial
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
@@ -323,14 +350,15 @@ func (n *NAT) forwardUDP(r *udp.ForwarderRequest) bool {
 			return
 		}
 		defer out.Close()
-		relayDatagrams(in, out)
+		RelayDatagrams(in, out)
 	}()
 	return true
 }
 
-// relayDatagrams moves datagrams both ways until the flow was idle for
-// udpIdle.
-func relayDatagrams(a, b net.Conn) {
+// RelayDatagrams moves datagrams both ways until the flow was idle for
+// udpIdle, then closes both. Each of a and b keeps datagrams whole: a Read
+// returns one, a Write sends one.
+func RelayDatagrams(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	var last sync.Mutex
 	lastUsed := time.Now()
