@@ -81,7 +81,9 @@ func createFlags() []cli.Flag {
 }
 
 // createContainer turns run/create flags into a container.
-func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*container.Container, error) {
+// createContainer makes the container the flags describe, with the ID id
+// ("" for a new one).
+func createContainer(c *cli.Context, is *layers.Store, cs *container.Store, id string) (*container.Container, error) {
 	if c.NArg() < 1 {
 		return nil, usageError(c, "wants an IMAGE")
 	}
@@ -99,7 +101,7 @@ func createContainer(c *cli.Context, is *layers.Store, cs *container.Store) (*co
 		return nil, err
 	}
 	o := container.CreateOptions{
-		Name: c.String("name"), Image: ref, ImageID: img.ID, ImageCfg: cf, Layers: cf.RootFS.DiffIDs,
+		ID: id, Name: c.String("name"), Image: ref, ImageID: img.ID, ImageCfg: cf, Layers: cf.RootFS.DiffIDs,
 		Cmd: c.Args().Tail(), Env: c.StringSlice("env"), EnvFiles: c.StringSlice("env-file"),
 		Volumes: c.StringSlice("volume"), Mounts: c.StringSlice("mount"), Tmpfs: c.StringSlice("tmpfs"),
 		Workdir: c.String("workdir"), User: c.String("user"), GroupAdd: c.StringSlice("group-add"),
@@ -177,7 +179,7 @@ func createCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ctr, err := createContainer(c, is, cs)
+			ctr, err := createContainer(c, is, cs, "")
 			if err != nil {
 				return err
 			}
@@ -207,12 +209,13 @@ func runCommand() *cli.Command {
 			// The agent starts while the container is made; one that
 			// joins another container's network is started by that
 			// container's agent instead.
+			id := container.NewID()
 			var agent *container.Prespawned
 			if !strings.HasPrefix(c.String("network"), "container:") {
-				agent = cs.Prespawn(!c.Bool("detach"))
+				agent = cs.Prespawn(id, !c.Bool("detach"))
 				defer agent.Close()
 			}
-			ctr, err := createContainer(c, is, cs)
+			ctr, err := createContainer(c, is, cs, id)
 			if err != nil {
 				return err
 			}

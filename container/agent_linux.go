@@ -129,8 +129,10 @@ func runAgent(args []string) int {
 		}
 	}
 	Trace("agent", "start")
-	prespawned := len(args) == 0
+	prespawned := len(args) == 2 && args[0] == specOnStdin
+	var dir string
 	if prespawned {
+		dir = args[1]
 		// Started ahead of its container (Store.Prespawn): the spec
 		// comes on stdin, or nothing when the CLI gave up.
 		b, err := io.ReadAll(os.Stdin)
@@ -142,6 +144,10 @@ func runAgent(args []string) int {
 	var spec AgentSpec
 	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &spec) != nil {
 		report(Started{Error: "internal error: bad agent arguments", Code: 125})
+		return 125
+	}
+	if prespawned && spec.Dir != dir {
+		report(Started{Error: "internal error: the spec is for another container", Code: 125})
 		return 125
 	}
 	if prespawned {

@@ -21,6 +21,8 @@ import (
 
 // CreateOptions are `run`/`create` flags, as the user gave them.
 type CreateOptions struct {
+	// ID is the container's ID, or "" for a new one (NewID).
+	ID         string
 	Name       string
 	Image      string // as the user named it
 	ImageID    v1.Hash
@@ -76,8 +78,11 @@ var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 // error that says what is wrong; nothing is written then.
 func (s *Store) Create(o CreateOptions) (*Container, error) {
 	img := o.ImageCfg.Config
+	if o.ID == "" {
+		o.ID = NewID()
+	}
 	r := &Record{
-		ID:        NewID(),
+		ID:        o.ID,
 		Name:      o.Name,
 		Created:   time.Now().UTC(),
 		Image:     o.ImageID.String(),

@@ -43,6 +43,7 @@ type StartOptions struct {
 // creates the container. Start hands it its spec on its stdin; Close ends it
 // where Start did not take it.
 type Prespawned struct {
+	dir     string // the container's
 	attach  bool
 	specW   *os.File
 	statusR *os.File
@@ -54,10 +55,10 @@ type Prespawned struct {
 	taken   bool
 }
 
-// Prespawn starts an agent for a container to come (see Prespawned); attach
-// is StartOptions.Attach of the Start it will serve.
-func (s *Store) Prespawn(attach bool) *Prespawned {
-	p := &Prespawned{attach: attach, started: make(chan error, 1)}
+// Prespawn starts an agent for the container to come with the ID id (see
+// Prespawned); attach is StartOptions.Attach of the Start it will serve.
+func (s *Store) Prespawn(id string, attach bool) *Prespawned {
+	p := &Prespawned{dir: s.Dir(id), attach: attach, started: make(chan error, 1)}
 	mapping, err := rootless.DefaultMapping()
 	if err != nil {
 		p.started <- err
@@ -76,7 +77,9 @@ func (s *Store) Prespawn(attach bool) *Prespawned {
 		return p
 	}
 	p.specW, p.statusR = specW, statusR
-	cmd := rootless.Command(mapping, agentEntry) // no argument: the spec comes on stdin
+	// The container's directory in its arguments names it in ps, as the
+	// spec does those of the other agents.
+	cmd := rootless.Command(mapping, agentEntry, specOnStdin, s.Dir(id))
 	cmd.SysProcAttr.Setsid = true
 	cmd.Stdin = specR
 	cmd.ExtraFiles = []*os.File{statusW}
@@ -108,6 +111,10 @@ func (s *Store) Prespawn(attach bool) *Prespawned {
 	}()
 	return p
 }
+
+// specOnStdin, with the container's directory, are a prespawned agent's
+// arguments.
+const specOnStdin = "--spec-on-stdin"
 
 // wait returns the outcome of the agent's start.
 func (p *Prespawned) wait() error {
@@ -231,7 +238,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		return nil, err
 	}
 	if p := o.Agent; p != nil {
-		if spawner == nil && p.attach == o.Attach {
+		if spawner == nil && p.attach == o.Attach && p.dir == c.Dir {
 			return s.startPrespawned(c, p, arg)
 		}
 		p.Close()
