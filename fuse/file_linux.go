@@ -148,7 +148,7 @@ func (h *lowerHandle) Read(ctx context.Context, buf []byte, off int64) (fuse.Rea
 	}
 	s, err := h.f.sparseData(tarFile)
 	if err != nil {
-		h.u.logf("read %s: %v", h.f.names, err)
+		h.u.logf("read the sparse file with inode %d: %v", h.f.ino, err)
 		return nil, syscall.EIO
 	}
 	m, err := s.readAt(tarFile, buf[:n], off, size)

@@ -3,7 +3,6 @@ package fuse
 import (
 	"archive/tar"
 	"io"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -44,8 +43,8 @@ type lowerFile struct {
 
 	ino   uint64
 	nlink uint32
-	// names are the file's paths in the merged tree (more than one for a
-	// hard link), in the order of the walk that numbered them.
+	// names are the paths of a hard link's names in the merged tree, set
+	// only where there are several.
 	names []string
 
 	sparseOnce sync.Once
@@ -56,22 +55,42 @@ type lowerFile struct {
 type lowerNode struct {
 	file     *lowerFile
 	children map[string]*lowerNode // directories only
-	names    []string              // children's names, sorted; set by finish
+
+	namesOnce sync.Once
+	names     []string // children's names, sorted, on first use
 }
 
 func (n *lowerNode) isDir() bool { return n.file.mode&syscall.S_IFMT == syscall.S_IFDIR }
 
+// sortedNames returns the names of a directory's children, sorted. They are
+// sorted on first use: most directories of a container are never listed.
+func (n *lowerNode) sortedNames() []string {
+	n.namesOnce.Do(func() {
+		n.names = make([]string, 0, len(n.children))
+		for name := range n.children {
+			n.names = append(n.names, name)
+		}
+		sort.Strings(n.names)
+	})
+	return n.names
+}
+
 // lowerTree is the merge of a union's lower layers, computed once per mount.
 type lowerTree struct {
-	root  *lowerNode
-	nodes map[string]*lowerNode // by cleaned path, "." for the root
+	root *lowerNode
+	// Inode numbers: the root has 1, an entry of the layers its position
+	// among all the layers' entries plus 2 (base gives each layer's first),
+	// and a directory no layer names (implied) the next one above those.
+	base    []uint64
+	nextIno uint64
 	// maxIno is the largest inode number given to a lower file; upper files
 	// get numbers above it.
 	maxIno uint64
 }
 
-func newDirFile() *lowerFile {
-	return &lowerFile{mode: syscall.S_IFDIR | 0o755, layer: -1}
+func (t *lowerTree) newDirFile() *lowerFile {
+	t.nextIno++
+	return &lowerFile{mode: syscall.S_IFDIR | 0o755, layer: -1, ino: t.nextIno}
 }
 
 // buildLowerTree merges layers, bottom first, following the OCI layer rules:
@@ -79,13 +98,21 @@ func newDirFile() *lowerFile {
 // only; a later entry for a name replaces an earlier one, except that a
 // directory over a directory keeps the children; missing parent directories
 // are implied with mode 0755, owned by 0.
+//
+// It runs at every container start, so it allocates little: no path strings,
+// no sorting (see sortedNames), and inode numbers from the entries'
+// positions, which depend only on the layers.
 func buildLowerTree(lowers []Lower) *lowerTree {
-	t := &lowerTree{root: &lowerNode{file: newDirFile(), children: map[string]*lowerNode{}}}
+	t := &lowerTree{nextIno: 1}
+	for _, l := range lowers {
+		t.base = append(t.base, t.nextIno+1)
+		t.nextIno += uint64(len(l.Index.Entries))
+	}
+	t.root = &lowerNode{file: t.newDirFile(), children: map[string]*lowerNode{}}
 	for li, l := range lowers {
 		for i := range l.Index.Entries {
 			e := &l.Index.Entries[i]
-			dir, base := path.Split(e.Name)
-			dir = path.Clean(dir)
+			dir, base := splitName(e.Name)
 			if base == opaqueMarker {
 				if d := t.lookup(dir); d != nil && d.isDir() {
 					d.children = map[string]*lowerNode{}
@@ -98,7 +125,7 @@ func buildLowerTree(lowers []Lower) *lowerTree {
 		}
 		for i := range l.Index.Entries {
 			e := &l.Index.Entries[i]
-			if strings.HasPrefix(path.Base(e.Name), whiteoutPrefix) {
+			if _, base := splitName(e.Name); strings.HasPrefix(base, whiteoutPrefix) {
 				continue
 			}
 			t.add(li, i, e)
@@ -108,17 +135,34 @@ func buildLowerTree(lowers []Lower) *lowerTree {
 	return t
 }
 
+// splitName splits a cleaned entry name into its directory ("." for the
+// root) and its last element, without allocating.
+func splitName(name string) (dir, base string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return ".", name
+	}
+	return name[:i], name[i+1:]
+}
+
+// lookup returns the node at the cleaned path p ("." or "" for the root),
+// or nil.
 func (t *lowerTree) lookup(p string) *lowerNode {
 	n := t.root
 	if p == "." || p == "" {
 		return n
 	}
-	for _, c := range strings.Split(p, "/") {
+	for p != "" {
+		c := p
+		if i := strings.IndexByte(p, '/'); i >= 0 {
+			c, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
 		if n.children == nil {
 			return nil
 		}
-		n = n.children[c]
-		if n == nil {
+		if n = n.children[c]; n == nil {
 			return nil
 		}
 	}
@@ -132,10 +176,16 @@ func (t *lowerTree) dir(p string) *lowerNode {
 	if p == "." {
 		return n
 	}
-	for _, c := range strings.Split(p, "/") {
+	for p != "" {
+		c := p
+		if i := strings.IndexByte(p, '/'); i >= 0 {
+			c, p = p[:i], p[i+1:]
+		} else {
+			p = ""
+		}
 		child := n.children[c]
 		if child == nil || !child.isDir() {
-			child = &lowerNode{file: newDirFile(), children: map[string]*lowerNode{}}
+			child = &lowerNode{file: t.newDirFile(), children: map[string]*lowerNode{}}
 			n.children[c] = child
 		}
 		n = child
@@ -145,23 +195,23 @@ func (t *lowerTree) dir(p string) *lowerNode {
 
 func (t *lowerTree) add(layer, ordinal int, e *layers.Entry) {
 	if e.Name == "." {
-		t.root.file = entryFile(layer, ordinal, e)
+		t.root.file = t.entryFile(layer, ordinal, e)
 		return
 	}
-	dir, base := path.Split(e.Name)
-	parent := t.dir(path.Clean(dir))
+	dir, base := splitName(e.Name)
+	parent := t.dir(dir)
 	if e.Typeflag == tar.TypeLink {
 		if target := t.lookup(e.Linkname); target != nil && !target.isDir() {
 			parent.children[base] = &lowerNode{file: target.file}
 			return
 		}
 		// A link to nothing: keep the name as an empty file.
-		f := entryFile(layer, ordinal, e)
+		f := t.entryFile(layer, ordinal, e)
 		f.mode = syscall.S_IFREG | uint32(e.Mode)&0o7777
 		parent.children[base] = &lowerNode{file: f}
 		return
 	}
-	f := entryFile(layer, ordinal, e)
+	f := t.entryFile(layer, ordinal, e)
 	old := parent.children[base]
 	if f.mode&syscall.S_IFMT == syscall.S_IFDIR {
 		if old != nil && old.isDir() {
@@ -174,8 +224,9 @@ func (t *lowerTree) add(layer, ordinal int, e *layers.Entry) {
 	parent.children[base] = &lowerNode{file: f}
 }
 
-func entryFile(layer, ordinal int, e *layers.Entry) *lowerFile {
+func (t *lowerTree) entryFile(layer, ordinal int, e *layers.Entry) *lowerFile {
 	f := &lowerFile{
+		ino:          t.base[layer] + uint64(ordinal),
 		mode:         uint32(e.Mode) & 0o7777,
 		uid:          uint32(e.UID),
 		gid:          uint32(e.GID),
@@ -218,45 +269,48 @@ func mkdev(major, minor int64) uint64 {
 	return (uint64(major)&0xfff)<<8 | (uint64(major)&^0xfff)<<32 | uint64(minor)&0xff | (uint64(minor)&^0xff)<<12
 }
 
-// finish indexes the tree by path, sorts children, counts links and gives
-// every file its inode number (the root gets 1) in a depth-first walk, so
-// numbers depend only on the layers.
+// finish counts links (a directory has two and one per subdirectory, a
+// file one per name) and records the names of files that have several (see
+// copyUpLinks).
 func (t *lowerTree) finish() {
-	t.nodes = map[string]*lowerNode{}
-	next := uint64(1)
-	var walk func(p string, n *lowerNode)
-	walk = func(p string, n *lowerNode) {
-		t.nodes[p] = n
-		f := n.file
-		if f.ino == 0 {
-			f.ino = next
-			next++
-		}
-		f.nlink++
-		if !n.isDir() {
-			f.names = append(f.names, p)
-			return
-		}
-		n.names = make([]string, 0, len(n.children))
-		for name := range n.children {
-			n.names = append(n.names, name)
-		}
-		sort.Strings(n.names)
-		f.nlink = 2
-		for _, name := range n.names {
-			c := n.children[name]
+	t.root.file.ino = 1
+	t.maxIno = t.nextIno
+	var multi bool
+	var count func(n *lowerNode)
+	count = func(n *lowerNode) {
+		n.file.nlink = 2
+		for _, c := range n.children {
 			if c.isDir() {
-				f.nlink++
+				n.file.nlink++
+				count(c)
+			} else {
+				c.file.nlink++
+				multi = multi || c.file.nlink > 1
 			}
-			cp := name
-			if p != "." {
-				cp = p + "/" + name
-			}
-			walk(cp, c)
 		}
 	}
-	walk(".", t.root)
-	t.maxIno = next - 1
+	count(t.root)
+	if !multi {
+		return
+	}
+	var linked []*lowerFile
+	var names func(p string, n *lowerNode)
+	names = func(p string, n *lowerNode) {
+		for name, c := range n.children {
+			if c.isDir() {
+				names(join(p, name), c)
+			} else if c.file.nlink > 1 {
+				if len(c.file.names) == 0 {
+					linked = append(linked, c.file)
+				}
+				c.file.names = append(c.file.names, join(p, name))
+			}
+		}
+	}
+	names(".", t.root)
+	for _, f := range linked {
+		sort.Strings(f.names)
+	}
 }
 
 // sparseData returns the map of a sparse file, reading it from tarFile on

@@ -137,7 +137,7 @@ func (u *union) lowerHidden(p string) bool {
 
 // visibleLower is the lower node at p unless the writable layer hides it.
 func (u *union) visibleLower(p string) *lowerNode {
-	n := u.lower.nodes[p]
+	n := u.lower.lookup(p)
 	if n == nil || u.lowerHidden(p) {
 		return nil
 	}
@@ -183,7 +183,7 @@ func (u *union) resolve(p string) (entry, syscall.Errno) {
 		case nil:
 			e.upper = true
 		case unix.ENOENT, unix.ENOTDIR:
-			if n := u.lower.nodes[p]; n != nil && n.isDir() && !u.writing {
+			if n := u.lower.lookup(p); n != nil && n.isDir() && !u.writing {
 				u.noUpperMu.Lock()
 				u.noUpper[p] = true
 				u.noUpperMu.Unlock()
@@ -426,7 +426,7 @@ func (u *union) removed(p string, dir bool) {
 // upper layer.
 func (u *union) created(p string, st *unix.Stat_t, a *attr) {
 	flags := 0
-	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && u.lower.nodes[p] != nil {
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && u.lower.lookup(p) != nil {
 		flags = flagOpaque
 	}
 	u.meta.setFlags(p, flags)
@@ -488,7 +488,7 @@ func (u *union) readdir(e *entry) ([]fuse.DirEntry, syscall.Errno) {
 	}
 	if e.lower != nil {
 		flags := u.meta.flags
-		for _, name := range e.lower.names {
+		for _, name := range e.lower.sortedNames() {
 			if seen[name] {
 				continue
 			}
@@ -1300,7 +1300,7 @@ func (u *union) markMovedDir(p string) {
 		return
 	}
 	flags := u.meta.flags[p] &^ flagWhiteout
-	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && u.lower.nodes[p] != nil {
+	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR && u.lower.lookup(p) != nil {
 		flags |= flagOpaque
 	}
 	u.meta.setFlags(p, flags)
