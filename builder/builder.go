@@ -30,6 +30,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -271,7 +272,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	return res, err
 }
 
-var lineRE = regexp.MustCompile(`^dockerfile parse error on line (\d+): `)
+var lineRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^dockerfile parse error on line (\d+): `) })
 
 // parseError turns a parser error into "Dockerfile:LINE: what".
 func (b *build) parseError(err error) error {
@@ -282,7 +283,7 @@ func (b *build) parseError(err error) error {
 		err = le.Unwrap()
 	}
 	msg := err.Error()
-	if m := lineRE.FindStringSubmatch(msg); m != nil {
+	if m := lineRE().FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
 	}

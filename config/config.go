@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 	"github.com/roost-containers/roost/layers"
@@ -127,7 +128,7 @@ func Load(path string, explicit bool) (Config, error) {
 			}
 			return c, fmt.Errorf("config %s:%d: key %s: %s", path, pe.Position.Line, key, pe.Message)
 		}
-		if m := typeErr.FindStringSubmatch(err.Error()); m != nil {
+		if m := typeErr().FindStringSubmatch(err.Error()); m != nil {
 			return c, fmt.Errorf("config %s:%s: key %s: %s", path, m[1], m[2], m[3])
 		}
 		return c, fmt.Errorf("config %s: %w", path, err)
@@ -145,7 +146,9 @@ func Load(path string, explicit bool) (Config, error) {
 }
 
 // typeErr matches the decoder's type errors, which carry no position field.
-var typeErr = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
+var typeErr = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
+})
 
 func (c Config) validate() error {
 	ok := false

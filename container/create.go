@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"errors"
@@ -72,7 +73,7 @@ type CreateOptions struct {
 	PublishAll bool
 }
 
-var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var volumeName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 // Create makes a container record from o and the image. Bad input is an
 // error that says what is wrong; nothing is written then.
@@ -452,7 +453,7 @@ func (s *Store) parseMounts(o CreateOptions, imageVolumes map[string]struct{}, i
 		if strings.HasPrefix(src, ".") || strings.Contains(src, "/") {
 			return Mount{}, fmt.Errorf("invalid volume %q: a bind source must be an absolute path, and %q is no volume name", spec, src)
 		}
-		if !volumeName.MatchString(src) {
+		if !volumeName().MatchString(src) {
 			return Mount{}, fmt.Errorf("invalid volume name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", src)
 		}
 		return Mount{Type: "volume", Name: src, Source: s.VolumeDir(src)}, nil

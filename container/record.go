@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/roost-containers/roost/netns"
@@ -242,12 +243,12 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var validName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 // create writes a new container record. An empty Name gets a random one; a
 // taken name is an error wrapping ErrConflict.
 func (s *Store) create(r *Record) error {
-	if r.Name != "" && !validName.MatchString(r.Name) {
+	if r.Name != "" && !validName().MatchString(r.Name) {
 		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", r.Name)
 	}
 	r.Name = strings.TrimPrefix(r.Name, "/")
@@ -438,7 +439,7 @@ func (c *Container) IsActive() bool { return agentAlive(c.Dir) }
 
 // Rename gives a container a new name.
 func (s *Store) Rename(ref, name string) error {
-	if !validName.MatchString(name) {
+	if !validName().MatchString(name) {
 		return fmt.Errorf("invalid container name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name)
 	}
 	name = strings.TrimPrefix(name, "/")

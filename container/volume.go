@@ -39,7 +39,7 @@ func (s *Store) CreateVolume(name string) (*Volume, error) {
 	if name == "" {
 		name = NewID()
 	}
-	if !volumeName.MatchString(name) {
+	if !volumeName().MatchString(name) {
 		return nil, fmt.Errorf("invalid volume name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name)
 	}
 	if err := os.MkdirAll(s.VolumeDir(name), 0o755); err != nil {

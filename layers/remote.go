@@ -559,19 +559,21 @@ func (c corruptReader) Read(p []byte) (int, error) {
 	if err == nil || err == io.EOF || !strings.HasPrefix(err.Error(), "error verifying") {
 		return n, err
 	}
-	if m := verifyDigestErr.FindStringSubmatch(err.Error()); m != nil {
+	if m := verifyDigestErr().FindStringSubmatch(err.Error()); m != nil {
 		return n, fmt.Errorf("%w (it hashes to %s)", ErrCorrupt, m[1])
 	}
-	if m := verifySizeErr.FindStringSubmatch(err.Error()); m != nil {
+	if m := verifySizeErr().FindStringSubmatch(err.Error()); m != nil {
 		return n, fmt.Errorf("%w: the registry sent %s bytes, the manifest says %s", ErrCorrupt, m[1], m[2])
 	}
 	return n, fmt.Errorf("%w: %s", ErrCorrupt, err)
 }
 
-// go-containerregistry's verify errors, which have no type.
+// go-containerregistry's verify errors, which have no type. Regular
+// expressions are compiled on first use: every roost process (the CLI, each
+// agent and init) would compile them at start-up otherwise.
 var (
-	verifyDigestErr = regexp.MustCompile(`got "?(sha256:[0-9a-f]{64})"?`)
-	verifySizeErr   = regexp.MustCompile(`verifying size; got (\d+), want (\d+)`)
+	verifyDigestErr = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`got "?(sha256:[0-9a-f]{64})"?`) })
+	verifySizeErr   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`verifying size; got (\d+), want (\d+)`) })
 )
 
 // putPulledLayer stores the uncompressed layer of a fetched blob (or the
