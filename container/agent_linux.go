@@ -330,9 +330,13 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			// by an exec at once.
 			ln = a.listen()
 			started(a.state.Pid)
-			// An idle agent should cost little: return what start-up used.
+			// An idle agent should cost little: once the container ran
+			// for a second, return what start-up used (settle). A short
+			// one is gone by then; for it, that would only mean faulting
+			// the pages back in for its exit and clean-up.
 			debug.SetGCPercent(20)
-			settle()
+			settling := time.AfterFunc(time.Second, settle)
+			defer settling.Stop()
 		}
 		var upFor time.Duration
 		if err == nil {
