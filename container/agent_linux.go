@@ -373,7 +373,12 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
 	a.finish(code, "")
-	unmount(m)
+	if a.spec.AutoRemove && m.Detach() == nil {
+		// The container goes with its writable layer: nothing to wait
+		// for (1.5 ms), this process's exit ends the union's server.
+	} else {
+		unmount(m)
+	}
 	if a.spec.AutoRemove {
 		for _, v := range a.spec.RemoveVolumes {
 			os.RemoveAll(v)

@@ -34,6 +34,7 @@ type Options struct {
 
 // Mount is a mounted union filesystem, served by goroutines of this process.
 type Mount struct {
+	dir  string // the mountpoint
 	srv  *fuse.Server
 	root *node
 	u    *union
@@ -98,7 +99,7 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 		u.close()
 		return nil, fmt.Errorf("mount union filesystem on %s: %w", mountpoint, hintMount(err))
 	}
-	m := &Mount{srv: srv, root: root, u: u, done: make(chan struct{})}
+	m := &Mount{dir: mountpoint, srv: srv, root: root, u: u, done: make(chan struct{})}
 	go func() {
 		srv.Wait()
 		m.err = u.close()
@@ -156,6 +157,17 @@ func (m *Mount) Unmount() error {
 	}
 	<-m.done
 	return m.err
+}
+
+// Detach takes the union out of this mount namespace at once (a lazy
+// unmount) and returns without waiting for its server to stop: that happens
+// when the last process using it goes, or with this process. It is for a
+// union whose writable layer is thrown away: its metadata is not closed.
+func (m *Mount) Detach() error {
+	if err := unix.Unmount(m.dir, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("unmount union filesystem: %w", err)
+	}
+	return nil
 }
 
 // Wait blocks until the union is unmounted (by Unmount, or by umount from
