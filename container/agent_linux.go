@@ -372,7 +372,11 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		ln.Close()
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
-	a.finish(code, "")
+	if !a.spec.AutoRemove {
+		// A container that goes needs no final state: no write (a new
+		// file, then a rename) just before its directory is removed.
+		a.finish(code, "")
+	}
 	if a.spec.AutoRemove && m.Detach() == nil {
 		// The container goes with its writable layer: nothing to wait
 		// for (1.5 ms), this process's exit ends the union's server.
