@@ -18,14 +18,22 @@
 //
 // Processes (see DESIGN.md): the CLI re-executes roost as the agent in a new
 // user and mount namespace (package rootless); the agent mounts the union
-// filesystem, then re-executes roost as the container's init in new pid, net,
-// uts, ipc and mount namespaces; init sets up /proc, /dev, /sys, mounts and
+// filesystem and re-executes roost as the container's init in new pid, net,
+// uts, ipc and cgroup namespaces; init sets up /proc, /dev, /sys, mounts and
 // the user, pivots into the union and execs the command, which so becomes
 // PID 1. Nothing of roost stays inside the container after that exec.
 //
+// Start-up overlaps these steps, each a Go process that takes milliseconds
+// to reach its first line: `run` starts the agent before it makes the
+// container (Store.Prespawn; the agent then reads its spec on stdin), and
+// the agent starts init while it reads the layers' indexes and mounts the
+// union; init unshares its mount namespace only when its spec arrives,
+// after the mount, so that it sees the union.
+//
 // What must hold:
 //   - The agent holds agent.lock from before it reports the container started
-//     until after it wrote the final state. So a State that says running
+//     until after it wrote the final state (a --rm container has none: its
+//     directory goes). So a State that says running
 //     while the lock is free means the agent died (kill -9, reboot): the
 //     container is shown exited, and can be started again.
 //   - The container's init dies with the agent (parent-death signal), and the
