@@ -153,12 +153,8 @@ func (t *lowerTree) lookup(p string) *lowerNode {
 		return n
 	}
 	for p != "" {
-		c := p
-		if i := strings.IndexByte(p, '/'); i >= 0 {
-			c, p = p[:i], p[i+1:]
-		} else {
-			p = ""
-		}
+		var c string
+		c, p, _ = strings.Cut(p, "/")
 		if n.children == nil {
 			return nil
 		}
@@ -177,12 +173,8 @@ func (t *lowerTree) dir(p string) *lowerNode {
 		return n
 	}
 	for p != "" {
-		c := p
-		if i := strings.IndexByte(p, '/'); i >= 0 {
-			c, p = p[:i], p[i+1:]
-		} else {
-			p = ""
-		}
+		var c string
+		c, p, _ = strings.Cut(p, "/")
 		child := n.children[c]
 		if child == nil || !child.isDir() {
 			child = &lowerNode{file: t.newDirFile(), children: map[string]*lowerNode{}}

@@ -177,13 +177,14 @@ func (u *union) parentNotUpper(p string) bool {
 // resolve finds p in the union; the caller holds mu.
 func (u *union) resolve(p string) (entry, syscall.Errno) {
 	e := entry{path: p}
+	ln := u.lower.lookup(p)
 	if !u.parentNotUpper(p) {
 		err := unix.Lstat(u.hostPath(p), &e.st)
 		switch err {
 		case nil:
 			e.upper = true
 		case unix.ENOENT, unix.ENOTDIR:
-			if n := u.lower.lookup(p); n != nil && n.isDir() && !u.writing {
+			if ln != nil && ln.isDir() && !u.writing {
 				u.noUpperMu.Lock()
 				u.noUpper[p] = true
 				u.noUpperMu.Unlock()
@@ -192,7 +193,9 @@ func (u *union) resolve(p string) (entry, syscall.Errno) {
 			return e, fs.ToErrno(err)
 		}
 	}
-	ln := u.visibleLower(p)
+	if ln != nil && u.lowerHidden(p) {
+		ln = nil
+	}
 	if ln != nil && e.upper && (e.st.Mode&syscall.S_IFMT != syscall.S_IFDIR || !ln.isDir() || u.meta.flags[p]&flagOpaque != 0) {
 		ln = nil
 	}
