@@ -142,12 +142,8 @@ func runAgent(args []string) int {
 		args = []string{string(b)}
 	}
 	var spec AgentSpec
-	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &spec) != nil {
+	if len(args) != 1 || json.Unmarshal([]byte(args[0]), &spec) != nil || prespawned && spec.Dir != dir {
 		report(Started{Error: "internal error: bad agent arguments", Code: 125})
-		return 125
-	}
-	if prespawned && spec.Dir != dir {
-		report(Started{Error: "internal error: the spec is for another container", Code: 125})
 		return 125
 	}
 	if prespawned {
@@ -286,14 +282,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		mounted <- err
 	}()
-	var mountErr error
-	mountDone := false
-	waitMount := func() error {
-		if !mountDone {
-			mountErr, mountDone = <-mounted, true
-		}
-		return mountErr
-	}
+	waitMount := sync.OnceValue(func() error { return <-mounted })
 	var ln net.Listener
 	var code int
 	backoff := 100 * time.Millisecond
@@ -377,10 +366,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		// file, then a rename) just before its directory is removed.
 		a.finish(code, "")
 	}
-	if a.spec.AutoRemove && m.Detach() == nil {
-		// The container goes with its writable layer: nothing to wait
-		// for (1.5 ms), this process's exit ends the union's server.
-	} else {
+	// A container that goes takes its writable layer along: the union is
+	// only detached, without waiting 1.5 ms for its server to stop; this
+	// process's exit ends it.
+	if !a.spec.AutoRemove || m.Detach() != nil {
 		unmount(m)
 	}
 	if a.spec.AutoRemove {
