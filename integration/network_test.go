@@ -10,10 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -474,13 +474,9 @@ func TestPingOutbound(t *testing.T) {
 // ICMP sockets (socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)).
 func requirePingSockets(t *testing.T) {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, syscall.IPPROTO_ICMP)
-	if err != nil {
-		b, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
-		t.Fatalf("this user (gid %d) may not open ICMP sockets (%v; net.ipv4.ping_group_range is %q): as root, run sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
-			os.Getgid(), err, strings.TrimSpace(string(b)))
+	if err := rootless.PingSockets(); err != nil {
+		t.Fatal(err)
 	}
-	syscall.Close(fd)
 }
 
 // TestNetworkLinksUDP sends datagrams to a linked container: each crosses

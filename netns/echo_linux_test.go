@@ -5,12 +5,10 @@ package netns
 import (
 	"bytes"
 	"net/netip"
-	"os"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/roost-containers/roost/rootless"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
@@ -26,13 +24,9 @@ func echoRequest(typ header.ICMPv4Type, src, dst netip.Addr, id, seq uint16, dat
 }
 
 func TestEchoProxy(t *testing.T) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, syscall.IPPROTO_ICMP)
-	if err != nil {
-		b, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
-		t.Fatalf("gid %d may not open ICMP sockets (%v; net.ipv4.ping_group_range is %q): as root, run sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
-			os.Getgid(), err, strings.TrimSpace(string(b)))
+	if err := rootless.PingSockets(); err != nil {
+		t.Fatal(err)
 	}
-	syscall.Close(fd)
 
 	target := func(dst netip.Addr) (netip.Addr, bool) {
 		switch {

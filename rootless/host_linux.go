@@ -38,6 +38,7 @@ func Probe(root string) []Check {
 		helperCheck("newgidmap"),
 		deviceCheck("/dev/fuse", "chmod 0666 /dev/fuse (as root), or install fuse3"),
 		deviceCheck("/dev/net/tun", "chmod 0666 /dev/net/tun (as root); without it containers get --network host or none only"),
+		pingCheck(),
 		cgroupCheck(),
 		storageCheck(root),
 	}
@@ -137,6 +138,31 @@ func deviceCheck(p, hint string) Check {
 		return c
 	}
 	c.OK, c.Detail = true, "read-write"
+	return c
+}
+
+// PingSockets tells whether this user may open unprivileged ICMP sockets
+// (socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)), through which an agent sends
+// its container's pings; the error says what to change where not.
+func PingSockets() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP)
+	if err != nil {
+		b, _ := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+		return fmt.Errorf("this user (gid %d) may not open ICMP sockets (%v; net.ipv4.ping_group_range is %q): as root, run sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"",
+			os.Getgid(), err, strings.Join(strings.Fields(string(b)), " "))
+	}
+	unix.Close(fd)
+	return nil
+}
+
+func pingCheck() Check {
+	c := Check{Name: "ping from containers", OK: true}
+	if err := PingSockets(); err != nil {
+		c.Warn, c.Detail = true, err.Error()
+		c.Hint = "without it a container's ping gets no reply; everything else works"
+		return c
+	}
+	c.Detail = "allowed (net.ipv4.ping_group_range)"
 	return c
 }
 
