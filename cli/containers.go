@@ -785,6 +785,9 @@ func containerPruneCommand() *cli.Command {
 					removed = append(removed, ctr.ID)
 				}
 			}
+			if err := cs.RemoveLeftovers(); err != nil {
+				return err
+			}
 			printDeleted(c.App.Writer, "Deleted Containers:", removed)
 			fmt.Fprintln(c.App.Writer, "Total reclaimed space: 0B")
 			return nil

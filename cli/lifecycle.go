@@ -230,6 +230,9 @@ func systemPruneCommand() *cli.Command {
 					removed = append(removed, ctr.ID)
 				}
 			}
+			if err := cs.RemoveLeftovers(); err != nil {
+				return err
+			}
 			printDeleted(c.App.Writer, "Deleted Containers:", removed)
 			if c.Bool("volumes") {
 				vols, _ := cs.Volumes()

@@ -359,35 +359,49 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	a.log.close()
 	if ln != nil {
 		ln.Close()
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(code))
+	if a.spec.AutoRemove {
+		// A container that goes needs no final state. Without its record
+		// it is gone for every command (see Store.records) and its name is
+		// free: the CLI may return at once, and the rest goes after.
+		os.Remove(filepath.Join(a.spec.Dir, recordFile))
+		Trace("agent", "cleaned-up")
+		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		a.broadcast(StreamExit, b[:])
+		a.remove(m)
+		return code, nil
+	}
+	if ln != nil {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
-	if !a.spec.AutoRemove {
-		// A container that goes needs no final state: no write (a new
-		// file, then a rename) just before its directory is removed.
-		a.finish(code, "")
-	}
-	// A container that goes takes its writable layer along: the union is
-	// only detached, without waiting 1.5 ms for its server to stop; this
-	// process's exit ends it.
-	if !a.spec.AutoRemove || m.Detach() != nil {
-		unmount(m)
-	}
-	if a.spec.AutoRemove {
-		for _, v := range a.spec.RemoveVolumes {
-			os.RemoveAll(v)
-		}
-		os.RemoveAll(a.spec.Dir)
-	}
+	a.finish(code, "")
+	unmount(m)
 	Trace("agent", "cleaned-up")
-	// The container is gone: a new start may begin. What is left is the
+	// The container is stopped: a new start may begin. What is left is the
 	// exit of this process, which tears down the last network namespace
 	// with the TUN device in it, and that takes the kernel a while.
 	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	// Last, so that a foreground `run --rm` returns when all is gone.
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(code))
+	// Last, so that a foreground `run` returns when all is done.
 	a.broadcast(StreamExit, b[:])
 	return code, nil
+}
+
+// remove deletes a --rm container whose record is gone: its socket, its
+// anonymous volumes and its directory with the writable layer. The union
+// is only detached, without waiting for its server to stop: this process's
+// exit ends it. A crash before the end leaves a directory without a record,
+// which `container prune` removes.
+func (a *agent) remove(m *fuse.Mount) {
+	os.RemoveAll(filepath.Dir(a.spec.Socket))
+	if m.Detach() != nil {
+		unmount(m)
+	}
+	for _, v := range a.spec.RemoveVolumes {
+		os.RemoveAll(v)
+	}
+	os.RemoveAll(a.spec.Dir)
 }
 
 // unmount unmounts the union, but does not wait long: the agent's exit ends
@@ -485,7 +499,7 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	cmd.Args[0] = initEntry
 	cmd.Env = []string{"ROOST_REEXEC=" + initEntry}
 	if tracing {
-		cmd.Env = append(cmd.Env, "ROOST_TRACE=1")
+		cmd.Env = append(cmd.Env, "ROOST_TRACE="+os.Getenv("ROOST_TRACE"))
 	}
 	// No CLONE_NEWNS: init unshares its mount namespace when the spec
 	// came, and so sees the union mounted (see ready).

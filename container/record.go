@@ -279,7 +279,7 @@ func (s *Store) create(r *Record) error {
 	if err := os.MkdirAll(filepath.Join(dir, "rootfs"), 0o700); err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), r); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, recordFile), r); err != nil {
 		os.RemoveAll(dir)
 		return fmt.Errorf("create container: %w", err)
 	}
@@ -313,7 +313,7 @@ func writeFileAtomic(p string, v any) error {
 }
 
 func readRecord(dir string) (*Record, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	b, err := os.ReadFile(filepath.Join(dir, recordFile))
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +347,37 @@ func (s *Store) records() ([]*Record, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// recordFile is a container's record in its directory. A directory
+// without one is a container being created (under the store's lock) or
+// removed (a --rm agent takes the record first: see agent.remove).
+const recordFile = "config.json"
+
+// RemoveLeftovers removes the directories of containers whose record is
+// gone and whose agent is not running: what a crash left of a removal.
+func (s *Store) RemoveLeftovers() error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	for _, e := range ents {
+		dir := filepath.Join(s.dir, e.Name())
+		if !e.IsDir() || len(e.Name()) != 64 || agentAlive(dir) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(dir, recordFile)); errors.Is(err, os.ErrNotExist) {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("remove what is left of container %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
 }
 
 // List returns every container with its current state, newest first.
@@ -462,7 +493,7 @@ func (s *Store) Rename(ref, name string) error {
 		}
 	}
 	c.Record.Name = name
-	return writeFileAtomic(filepath.Join(c.Dir, "config.json"), &c.Record)
+	return writeFileAtomic(filepath.Join(c.Dir, recordFile), &c.Record)
 }
 
 // writeState records st for container dir.

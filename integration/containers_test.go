@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -449,9 +450,46 @@ func TestParallelRunRm(t *testing.T) {
 	if out := e.ok("ps", "-a", "-q"); out != "" {
 		t.Errorf("containers left: %q", out)
 	}
+	// A --rm agent lets the CLI go once the record is gone, and removes
+	// the rest before it exits.
 	waitGone(t)
 	if ents, _ := os.ReadDir(filepath.Join(e.Runtime, "roost")); len(ents) != 0 {
 		t.Errorf("runtime directory not empty: %d entries", len(ents))
+	}
+	if names := e.dirNames("containers"); len(names) != 0 {
+		t.Errorf("container directories left: %q", names)
+	}
+}
+
+// TestPruneLeftovers: a crash in the middle of a --rm container's removal
+// leaves its directory without a record; no command lists it, and
+// `container prune` and `system prune` remove it. A running container's
+// directory stays.
+func TestPruneLeftovers(t *testing.T) {
+	e := newRoost(t)
+	img := runImage(t, e)
+	kept := strings.TrimSpace(e.ok("run", "-d", "--name", "kept", img, "sleep", "300"))
+	t.Cleanup(func() { e.run("rm", "-f", "kept") })
+	leftover := func() string {
+		id := strings.Repeat(fmt.Sprintf("%x", time.Now().UnixNano()%16), 64)
+		dir := filepath.Join(e.Root, "containers", id)
+		if err := os.MkdirAll(filepath.Join(dir, "diff", "upper", "etc"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "diff", "upper", "etc", "x"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	for _, prune := range [][]string{{"container", "prune", "-f"}, {"system", "prune", "-f"}} {
+		id := leftover()
+		if got := e.ok("ps", "-a", "--format", "{{.Names}}"); got != "kept\n" {
+			t.Errorf("ps -a with a leftover directory: %q", got)
+		}
+		e.ok(prune...)
+		if got := e.dirNames("containers"); !slices.Equal(got, []string{kept}) {
+			t.Errorf("after %s: container directories %q, want only %s's (%s)", strings.Join(prune, " "), got, "kept", id[:12])
+		}
 	}
 }
 
