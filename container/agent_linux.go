@@ -15,10 +15,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/roost-containers/roost/fuse"
 	"github.com/roost-containers/roost/layers"
 	"github.com/roost-containers/roost/netns"
@@ -404,6 +406,45 @@ func (a *agent) remove(m *fuse.Mount) {
 	os.RemoveAll(a.spec.Dir)
 }
 
+// userFiles reads the image's /etc/passwd and /etc/group from the union at
+// rootfs, as init would (a symlink resolves inside rootfs), so that init has
+// them without two more files to read through FUSE on its way to the
+// command. It returns nil, and leaves the reading to init, where one of
+// init's mounts (volumes, devices) may cover them or a read fails.
+func userFiles(rootfs string, in *InitSpec) *UserFiles {
+	var f UserFiles
+	files := []struct {
+		name string
+		b    *[]byte
+	}{{"/etc/passwd", &f.Passwd}, {"/etc/group", &f.Group}}
+	targets := make([]string, 0, len(in.Mounts)+len(in.Devices))
+	for _, m := range in.Mounts {
+		targets = append(targets, m.Destination)
+	}
+	for _, d := range in.Devices {
+		targets = append(targets, d.PathInContainer)
+	}
+	for _, r := range files {
+		p, err := securejoin.SecureJoin(rootfs, r.name)
+		if err != nil {
+			return nil
+		}
+		for _, t := range targets {
+			if t, err := securejoin.SecureJoin(rootfs, t); err != nil || p == t || strings.HasPrefix(p, t+"/") {
+				return nil
+			}
+		}
+		b, err := os.ReadFile(p)
+		switch {
+		case err == nil:
+			*r.b = b
+		case !errors.Is(err, os.ErrNotExist):
+			return nil
+		}
+	}
+	return &f
+}
+
 // unmount unmounts the union, but does not wait long: the agent's exit ends
 // its mount namespace, and the mount with it, in any case.
 func unmount(m *fuse.Mount) {
@@ -611,6 +652,8 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		}
 	}
 	init.NetworkPending = a.privateNetwork()
+	init.UserFiles = userFiles(rootfs, &init)
+	init.SeccompFilters = precompiledSeccomp(&init)
 	json.NewEncoder(specW).Encode(init)
 	if init.NetworkPending {
 		// While init sets up the container; it execs the command once

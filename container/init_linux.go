@@ -3,6 +3,7 @@
 package container
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -603,18 +604,38 @@ func resolveUser(spec *InitSpec) (*user.ExecUser, error) {
 	if spec.KeepID {
 		spec2 = fmt.Sprintf("%d:%d", spec.HostUID, spec.HostGID)
 	}
-	u, err := user.GetExecUserPath(spec2, def, "/etc/passwd", "/etc/group")
+	var u *user.ExecUser
+	var err error
+	if f := spec.UserFiles; f != nil {
+		u, err = user.GetExecUser(spec2, def, optionalReader(f.Passwd), optionalReader(f.Group))
+	} else {
+		u, err = user.GetExecUserPath(spec2, def, "/etc/passwd", "/etc/group")
+	}
 	if err != nil {
 		return nil, failf(125, "user %q: %w", spec2, err)
 	}
 	if len(spec.GroupAdd) > 0 {
-		gids, err := user.GetAdditionalGroupsPath(spec.GroupAdd, "/etc/group")
+		var gids []int
+		if f := spec.UserFiles; f != nil {
+			gids, err = user.GetAdditionalGroups(spec.GroupAdd, optionalReader(f.Group))
+		} else {
+			gids, err = user.GetAdditionalGroupsPath(spec.GroupAdd, "/etc/group")
+		}
 		if err != nil {
 			return nil, failf(125, "--group-add: %w", err)
 		}
 		u.Sgids = append(u.Sgids, gids...)
 	}
 	return u, nil
+}
+
+// optionalReader reads b, or is nil (a missing file) where b is, as
+// moby/sys/user's *Path functions pass on a file they could not open.
+func optionalReader(b []byte) io.Reader {
+	if b == nil {
+		return nil
+	}
+	return bytes.NewReader(b)
 }
 
 // switchUser sets the groups, gid and uid. In a nested user namespace (see

@@ -109,9 +109,18 @@ func resolveSeccompOpt(so string, capAdd, capDrop []string) (string, error) {
 	return "seccomp=" + compact.String(), nil
 }
 
-// seccompFilters compiles the filters for spec, in load order; none for
-// unconfined without emulation.
+// seccompFilters compiles the filters for spec (or takes those the agent
+// compiled), in load order; none for unconfined without emulation.
 func seccompFilters(spec *InitSpec) ([]*unix.SockFprog, error) {
+	if spec.SeccompFilters != nil {
+		out := make([]*unix.SockFprog, len(spec.SeccompFilters))
+		for i, b := range spec.SeccompFilters {
+			prog := make([]unix.SockFilter, len(b)/int(unsafe.Sizeof(unix.SockFilter{})))
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(prog))), len(prog)*int(unsafe.Sizeof(unix.SockFilter{}))), b)
+			out[i] = &unix.SockFprog{Len: uint16(len(prog)), Filter: unsafe.SliceData(prog)}
+		}
+		return out, nil
+	}
 	caps, err := capSet(spec.CapAdd, spec.CapDrop)
 	if err != nil {
 		return nil, failf(125, "%w", err)
@@ -121,6 +130,21 @@ func seccompFilters(spec *InitSpec) ([]*unix.SockFprog, error) {
 		return nil, failf(125, "seccomp: %w", err)
 	}
 	return fs, nil
+}
+
+// precompiledSeccomp compiles init's filters (see InitSpec.SeccompFilters),
+// or returns nil where that fails: init then reports why.
+func precompiledSeccomp(spec *InitSpec) [][]byte {
+	fs, err := seccompFilters(spec)
+	if err != nil {
+		return nil
+	}
+	out := make([][]byte, len(fs))
+	for i, f := range fs {
+		n := int(f.Len) * int(unsafe.Sizeof(unix.SockFilter{}))
+		out[i] = append([]byte{}, unsafe.Slice((*byte)(unsafe.Pointer(f.Filter)), n)...)
+	}
+	return out
 }
 
 // compileSeccomp compiles profile ("" for Docker's default, "unconfined" or

@@ -4,7 +4,9 @@ package container
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -294,5 +296,52 @@ func TestSeccompRanges(t *testing.T) {
 			}
 		}
 		t.Logf("caps %v: %d instructions joined, %d plain", add, merged.Len, plain.Len)
+	}
+}
+
+// TestPrecompiledSeccomp: the filters the agent compiles for init are those
+// init would compile, instruction for instruction.
+func TestPrecompiledSeccomp(t *testing.T) {
+	for _, spec := range []InitSpec{
+		{},
+		{Mapping: "single"},
+		{Seccomp: SeccompUnconfined},
+		{Seccomp: SeccompUnconfined, Mapping: "single"},
+		{CapAdd: []string{"SYS_ADMIN"}, CapDrop: []string{"CHOWN"}},
+	} {
+		want, err := seccompFilters(&spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec.SeccompFilters = precompiledSeccomp(&spec)
+		if spec.SeccompFilters == nil {
+			t.Fatalf("%+v: nothing precompiled", spec)
+		}
+		b, err := json.Marshal(spec) // as it travels to init
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent InitSpec
+		if err := json.Unmarshal(b, &sent); err != nil {
+			t.Fatal(err)
+		}
+		got, err := seccompFilters(&sent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%+v: %d filters, want %d", spec, len(got), len(want))
+		}
+		for i := range want {
+			w := unsafe.Slice(want[i].Filter, want[i].Len)
+			g := unsafe.Slice(got[i].Filter, got[i].Len)
+			if !slices.Equal(g, w) {
+				t.Errorf("%+v: filter %d differs (%d instructions, want %d)", spec, i, len(g), len(w))
+			}
+		}
+	}
+	// A profile that fails to compile is left to init, which reports it.
+	if got := precompiledSeccomp(&InitSpec{Seccomp: "{not json"}); got != nil {
+		t.Errorf("a bad profile precompiled to %d filters", len(got))
 	}
 }

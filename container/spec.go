@@ -27,7 +27,11 @@ type InitSpec struct {
 	// Seccomp is the profile: "" for Docker's default, "unconfined", or a
 	// profile in Docker's JSON format.
 	Seccomp string
-	Devices []Device
+	// SeccompFilters, when not nil, are the filters of Seccomp as the
+	// agent compiled them while init started (each an array of struct
+	// sock_filter); nil leaves the compiling to init.
+	SeccompFilters [][]byte
+	Devices        []Device
 	// Init runs a minimal init as PID 1 that runs the command.
 	Init bool
 	// HostNetwork is set for --network host: init leaves networking alone.
@@ -44,10 +48,20 @@ type InitSpec struct {
 	// NestedUID and NestedGID, when not -1, are the ids init runs as in a
 	// user namespace nested in the agent's (set by the agent).
 	NestedUID, NestedGID int
+	// UserFiles, when set, are the image's /etc/passwd and /etc/group as
+	// the agent read them from the union while init started (no mount of
+	// the container covers them); init resolves User with them instead of
+	// reading the files itself. A nil file is a missing one.
+	UserFiles *UserFiles `json:",omitempty"`
 	// ChownSocket, with Mapping single, is the descriptor of the socket on
 	// which init (or exec) sends the agent the listener of its seccomp
 	// filter for the chown family (see chown_linux.go); 0 for none.
 	ChownSocket int
+}
+
+// UserFiles are the user database files of an image.
+type UserFiles struct {
+	Passwd, Group []byte
 }
 
 // InitMount is one bind or tmpfs mount.

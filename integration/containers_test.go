@@ -372,6 +372,18 @@ func TestUsersAndMounts(t *testing.T) {
 			t.Errorf("-u %q: id = %q, want %q", tc.user, out, tc.want)
 		}
 	}
+	// The user database is read after the container's mounts: one that
+	// covers /etc/passwd gives root another home.
+	passwd := e.path("passwd")
+	if err := os.WriteFile(passwd, []byte("root:x:0:0:root:/home/elsewhere:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := strings.TrimSpace(e.ok("run", "--rm", "-v", passwd+":/etc/passwd:ro", img, "sh", "-c", "echo $HOME")); out != "/home/elsewhere" {
+		t.Errorf("HOME with /etc/passwd from a volume: %q, want /home/elsewhere", out)
+	}
+	if out := strings.TrimSpace(e.ok("run", "--rm", img, "sh", "-c", "echo $HOME")); out != "/root" {
+		t.Errorf("HOME of root: %q, want /root", out)
+	}
 	if out := strings.TrimSpace(e.ok("run", "--rm", "--userns=keep-id", img, "id", "-u")); out != strconv.Itoa(os.Getuid()) {
 		t.Errorf("--userns=keep-id: uid %q, want %d", out, os.Getuid())
 	}
