@@ -4,6 +4,7 @@ package container
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,7 +68,10 @@ func initContainer() error {
 	Trace("init", "start")
 	var spec InitSpec
 	specFile := os.NewFile(3, "spec")
-	if err := readJSON(specFile, &spec); err != nil {
+	// The pipe carries the spec alone (then, with NetworkPending, stays
+	// open until the network is up): no need to read it a byte at a time
+	// as readJSON does, and a decoder stops at the spec's closing brace.
+	if err := json.NewDecoder(specFile).Decode(&spec); err != nil {
 		return fmt.Errorf("read init spec: %w", err)
 	}
 	if spec.NetworkPending {
