@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -406,6 +407,34 @@ func (a *agent) remove(m *fuse.Mount) {
 	os.RemoveAll(a.spec.Dir)
 }
 
+// preload pushes the program the command names into the page cache while
+// init starts (see fuse.Mount.Preload): the program as init's lookup in
+// the container's PATH (or from its working directory) finds it now, which a
+// volume of the container may still hide; that costs only the push.
+func preload(m *fuse.Mount, rootfs, name string, env []string, cwd string) {
+	var candidates []string
+	if strings.Contains(name, "/") {
+		candidates = []string{path.Join("/", cwd, name)}
+	} else {
+		for dir := range strings.SplitSeq(searchPath(env), ":") {
+			if strings.HasPrefix(dir, "/") {
+				candidates = append(candidates, path.Join(dir, name))
+			}
+		}
+	}
+	for _, c := range candidates {
+		p, err := securejoin.SecureJoin(rootfs, c)
+		if err != nil {
+			continue
+		}
+		// The stat makes the kernel look the file up, as Preload needs.
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			m.Preload(strings.TrimPrefix(p, rootfs))
+			return
+		}
+	}
+}
+
 // userFiles reads the image's /etc/passwd and /etc/group from the union at
 // rootfs, as init would (a symlink resolves inside rootfs), so that init has
 // them without two more files to read through FUSE on its way to the
@@ -650,6 +679,9 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 			close(a.reaped)
 			return 125, err
 		}
+	}
+	if a.union != nil && len(init.Args) > 0 {
+		go preload(a.union, rootfs, init.Args[0], init.Env, init.Cwd)
 	}
 	init.NetworkPending = a.privateNetwork()
 	init.UserFiles = userFiles(rootfs, &init)

@@ -199,19 +199,25 @@ func initContainer() error {
 	return execCommand(spec.Args, env, tini)
 }
 
-// execCommand looks the command up in the container's PATH and execs it,
-// or with tini set, execs the init that runs it.
-func execCommand(args, env []string, tini *os.File) error {
-	if len(args) == 0 {
-		return failf(125, "no command: the image has no CMD or ENTRYPOINT; give one after the image name")
-	}
+// searchPath is the PATH that the command is looked up in: the
+// container's, or the usual one.
+func searchPath(env []string) string {
 	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	for _, kv := range env {
 		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
 			path = p
 		}
 	}
-	os.Setenv("PATH", path)
+	return path
+}
+
+// execCommand looks the command up in the container's PATH and execs it,
+// or with tini set, execs the init that runs it.
+func execCommand(args, env []string, tini *os.File) error {
+	if len(args) == 0 {
+		return failf(125, "no command: the image has no CMD or ENTRYPOINT; give one after the image name")
+	}
+	os.Setenv("PATH", searchPath(env))
 	bin, err := exec.LookPath(args[0])
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {

@@ -126,6 +126,42 @@ func (u *union) push(n *node, f *lowerFile) {
 	unix.Munmap(m)
 }
 
+// Preload pushes the program at name, a path in the union without a
+// symlink in it, into the kernel's page cache, as its exec would (see
+// wantsPush), so that the exec finds it there. The kernel must know the
+// file's inode (a stat through the mount first); a file of the writable
+// layer, or one already pushed, is left as it is. An agent calls it for the
+// command while the container's init starts. It reports whether it pushed.
+func (m *Mount) Preload(name string) bool {
+	p := strings.Trim(path.Clean("/"+name), "/")
+	if p == "" {
+		return false
+	}
+	ino := m.root.EmbeddedInode()
+	for c := range strings.SplitSeq(p, "/") {
+		if ino = ino.GetChild(c); ino == nil {
+			return false
+		}
+	}
+	n, ok := ino.Operations().(*node)
+	if !ok {
+		return false
+	}
+	u := m.u
+	u.mu.RLock()
+	e, errno := u.resolve(p)
+	u.mu.RUnlock()
+	if errno != 0 || e.upper || e.lower == nil || e.lower.file == nil {
+		return false
+	}
+	f := e.lower.file
+	if !wantsPush(f, fmodeExec, p) || !n.pushed.CompareAndSwap(false, true) {
+		return false
+	}
+	u.push(n, f)
+	return true
+}
+
 func (h *lowerHandle) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	size := h.f.size
 	if off >= size || h.f.layer < 0 {

@@ -1190,3 +1190,40 @@ func TestPushOnOpen(t *testing.T) {
 		t.Error("shared library: content differs after the push")
 	}
 }
+
+// TestPreload: a program the agent preloads is in the page cache before
+// anything opens it; a plain file, a file of the writable layer and an
+// unknown path are not pushed.
+func TestPreload(t *testing.T) {
+	t.Parallel()
+	body := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
+	tu := mountLayers(t, []tarEntry{
+		{name: "bin/prog", mode: 0o755, body: body},
+		{name: "bin/other", mode: 0o755, body: body},
+	})
+	if tu.m.Preload("bin/prog") {
+		t.Error("Preload pushed a file the kernel has not looked up")
+	}
+	if _, err := os.Stat(tu.path("bin/prog")); err != nil {
+		t.Fatal(err)
+	}
+	if !tu.m.Preload("/bin/prog") {
+		t.Error("Preload did not push a program the kernel knows")
+	}
+	if tu.m.Preload("bin/prog") {
+		t.Error("Preload pushed a program twice")
+	}
+	if in, all := resident(t, tu.path("bin/prog")); in != all {
+		t.Errorf("preloaded program: %d of %d pages in the page cache, want all", in, all)
+	}
+	if got := mustRead(t, tu.path("bin/prog")); got != body {
+		t.Error("preloaded program: content differs")
+	}
+	// A program of the writable layer is read from it as usual.
+	if err := os.WriteFile(tu.path("bin/other"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if tu.m.Preload("bin/other") || tu.m.Preload("bin/missing") || tu.m.Preload("/") {
+		t.Error("Preload pushed an upper file, a missing one or the root")
+	}
+}
