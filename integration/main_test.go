@@ -282,11 +282,33 @@ func (e *roostEnv) imageIDs() []string {
 	return ids
 }
 
+// waitRemovals waits until the agents of --rm containers that went (their
+// record is gone, see container.Store.records) have removed their
+// directories, which they do just after the command that ran the container
+// returned; one still there after 10 s is what the snapshot then shows.
+func (e *roostEnv) waitRemovals() {
+	e.t.Helper()
+	dir := filepath.Join(e.Root, "containers")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		ents, _ := os.ReadDir(dir)
+		removing := false
+		for _, d := range ents {
+			if _, err := os.Lstat(filepath.Join(dir, d.Name(), "config.json")); d.IsDir() && errors.Is(err, fs.ErrNotExist) {
+				removing = true
+			}
+		}
+		if !removing {
+			return
+		}
+	}
+}
+
 // snapshot describes every file and non-empty directory under the storage
 // root: type, mode, size and content hash, so that two snapshots differ when
 // anything the store holds does.
 func (e *roostEnv) snapshot() map[string]string {
 	e.t.Helper()
+	e.waitRemovals()
 	snap := map[string]string{}
 	err := filepath.WalkDir(e.Root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
