@@ -3,6 +3,7 @@
 package container
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -407,11 +408,21 @@ func (a *agent) remove(m *fuse.Mount) {
 	os.RemoveAll(a.spec.Dir)
 }
 
-// preload pushes the program the command names into the page cache while
-// init starts (see fuse.Mount.Preload): the program as init's lookup in
-// the container's PATH (or from its working directory) finds it now, which a
-// volume of the container may still hide; that costs only the push.
+// preload pushes the program the command names, and for a dynamically
+// linked one its loader and libraries, into the page cache while init
+// starts (see fuse.Mount.Preload).
 func preload(m *fuse.Mount, rootfs, name string, env []string, cwd string) {
+	programFiles(rootfs, name, env, cwd, func(p string) { m.Preload(strings.TrimPrefix(p, rootfs)) })
+}
+
+// programFiles calls visit with the host path of each file the command name
+// will load, as far as can be told before init's mounts (a volume may still
+// hide one; that costs a preload): the program as init's lookup in the
+// container's PATH (or from its working directory) finds it, then for an
+// ELF program its loader (PT_INTERP) and its libraries (DT_NEEDED) where
+// they are in the usual directories. A stat of each makes the kernel look
+// it up, as Preload needs.
+func programFiles(rootfs, name string, env []string, cwd string, visit func(string)) {
 	var candidates []string
 	if strings.Contains(name, "/") {
 		candidates = []string{path.Join("/", cwd, name)}
@@ -423,14 +434,67 @@ func preload(m *fuse.Mount, rootfs, name string, env []string, cwd string) {
 		}
 	}
 	for _, c := range candidates {
-		p, err := securejoin.SecureJoin(rootfs, c)
+		if p, ok := statInRoot(rootfs, c, true); ok {
+			visit(p)
+			elfDependencies(rootfs, p, visit)
+			return
+		}
+	}
+}
+
+// statInRoot resolves the container path c inside rootfs and returns it
+// where it is a regular file (an executable one, with exec).
+func statInRoot(rootfs, c string, exec bool) (string, bool) {
+	p, err := securejoin.SecureJoin(rootfs, c)
+	if err != nil {
+		return "", false
+	}
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() || exec && fi.Mode()&0o111 == 0 {
+		return "", false
+	}
+	return p, true
+}
+
+// libraryDirs are where elfDependencies looks for a program's libraries:
+// the usual places of glibc (Debian's multiarch directories first) and
+// musl. The loader's own search (ld.so.cache, RUNPATH) decides what runs;
+// a library not found here is only not preloaded.
+var libraryDirs = sync.OnceValue(func() []string {
+	triple := map[string]string{"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}[runtime.GOARCH]
+	return []string{"/lib/" + triple, "/usr/lib/" + triple, "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+})
+
+// elfDependencies visits the loader and the libraries of the ELF program
+// at p (see programFiles).
+func elfDependencies(rootfs, p string, visit func(string)) {
+	f, err := elf.Open(p)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for _, ph := range f.Progs {
+		if ph.Type != elf.PT_INTERP {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(ph.Open(), 4096))
 		if err != nil {
 			continue
 		}
-		// The stat makes the kernel look the file up, as Preload needs.
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			m.Preload(strings.TrimPrefix(p, rootfs))
-			return
+		if q, ok := statInRoot(rootfs, strings.TrimRight(string(b), "\x00"), false); ok {
+			visit(q)
+		}
+	}
+	libs, _ := f.ImportedLibraries()
+	for _, lib := range libs {
+		if strings.Contains(lib, "/") {
+			continue
+		}
+		for _, dir := range libraryDirs() {
+			if q, ok := statInRoot(rootfs, path.Join(dir, lib), false); ok {
+				visit(q)
+				break
+			}
 		}
 	}
 }
