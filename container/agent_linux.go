@@ -121,9 +121,12 @@ type agent struct {
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
 // fd 4 the attach socket when AgentSpec.Attach is set.
 func runAgent(args []string) int {
-	// No garbage collection while the container starts: it would only
-	// delay the start (the heap stays a few MB); see the start loop in run.
+	// No garbage collection while the container starts, nor in the first
+	// second of its run, unless the heap reaches startHeapLimit: it would
+	// only compete with the start, and a short container's run and exit,
+	// for the CPU (the heap stays a few MB). settle turns it on.
 	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(startHeapLimit)
 	status := os.NewFile(3, "status")
 	report := func(st Started) {
 		if status != nil {
@@ -324,10 +327,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			ln = a.listen()
 			started(a.state.Pid)
 			// An idle agent should cost little: once the container ran
-			// for a second, return what start-up used (settle). A short
-			// one is gone by then; for it, that would only mean faulting
-			// the pages back in for its exit and clean-up.
-			debug.SetGCPercent(20)
+			// for a second, collect garbage as usual and return what
+			// start-up used (settle). A short one is gone by then; for
+			// it, that would only mean faulting the pages back in for its
+			// exit and clean-up.
 			settling := time.AfterFunc(time.Second, settle)
 			defer settling.Stop()
 		}

@@ -5,6 +5,7 @@ package container
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -14,14 +15,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// settle returns what the agent's start used: the heap's free pages go back
-// to the kernel, and the pages of roost's executable that start-up touched
-// (package initialisation, the union's mount, the network's set-up: most of
-// an idle agent's resident set) leave its page tables. Those stay in the
-// page cache, shared with every other roost process, and come back on a
-// minor fault where the agent runs that code again; unmapped, the kernel
-// reclaims them sooner than mapped ones when memory runs short.
+// startHeapLimit is the heap size at which the agent collects garbage
+// before settle (see runAgent).
+const startHeapLimit = 64 << 20
+
+// settle turns the agent's garbage collection on (a small heap goal: an
+// agent's heap is small and lives long) and returns what the agent's start
+// used: the heap's free pages go back to the kernel, and the pages of
+// roost's executable that start-up touched (package initialisation, the
+// union's mount, the network's set-up: most of an idle agent's resident
+// set) leave its page tables. Those stay in the page cache, shared with
+// every other roost process, and come back on a minor fault where the agent
+// runs that code again; unmapped, the kernel reclaims them sooner than
+// mapped ones when memory runs short.
 func settle() {
+	debug.SetGCPercent(20)
+	debug.SetMemoryLimit(math.MaxInt64)
 	debug.FreeOSMemory()
 	for _, r := range cleanExecutableMappings() {
 		unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)

@@ -3,7 +3,9 @@
 package container
 
 import (
+	"math"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,5 +51,20 @@ func TestSettleDropsExecutablePages(t *testing.T) {
 	// The code still runs: pages come back on demand.
 	if _, err := compileSeccomp("", map[int]bool{}, true); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSettleTurnsCollectionOn: the agent starts with garbage collection off
+// but for a heap limit (runAgent); settle turns it on with a small goal and
+// no limit.
+func TestSettleTurnsCollectionOn(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(startHeapLimit))
+	settle()
+	if got := debug.SetGCPercent(20); got != 20 {
+		t.Errorf("GC percent after settle: %d, want 20", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("memory limit after settle: %d, want none", got)
 	}
 }
