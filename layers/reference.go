@@ -11,10 +11,27 @@ import (
 // docker.io/library/busybox:latest. The error says what is wrong with s.
 func ParseReference(s string) (name.Reference, error) {
 	ref, err := name.ParseReference(s, name.WithDefaultRegistry("docker.io"))
+	if err == nil {
+		err = checkNameLength(ref.Context())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("invalid reference %q: %s", s, refProblem(s, err))
 	}
 	return ref, nil
+}
+
+// nameMax is the longest repository name, registry included, as Docker
+// counts it: docker.io/library/busybox is 24 characters.
+const nameMax = 255
+
+// checkNameLength applies Docker's limit to the full name: go-containerregistry
+// checks the name before it adds library/, so a name it accepts could fail
+// to parse again once normalized.
+func checkNameLength(repo name.Repository) error {
+	if n := len(registry(repo)) + 1 + len(repo.RepositoryStr()); n > nameMax {
+		return fmt.Errorf("repository name must not be more than %d characters (it is %d with its registry)", nameMax, n)
+	}
+	return nil
 }
 
 // ParseTag is ParseReference for references that must name a tag.
@@ -23,6 +40,9 @@ func ParseTag(s string) (name.Tag, error) {
 		return name.Tag{}, fmt.Errorf("invalid reference %q: a digest cannot be used as a tag", s)
 	}
 	t, err := name.NewTag(s, name.WithDefaultRegistry("docker.io"))
+	if err == nil {
+		err = checkNameLength(t.Context())
+	}
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("invalid reference %q: %s", s, refProblem(s, err))
 	}
