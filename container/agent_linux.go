@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,6 +107,9 @@ type agent struct {
 	lowers   []fuse.Lower
 	// union is the container's root filesystem, served here.
 	union *fuse.Mount
+	// etcBinds are the /etc files bound onto the union here (see
+	// bindEtcFiles), to unmount before the union.
+	etcBinds []string
 	// cg is the container's cgroup, when one could be made.
 	cg *cgroup
 	// reaped is closed when the current init was waited for.
@@ -315,6 +320,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		if err != nil && run == 0 {
 			a.log.close()
 			if waitMount() == nil {
+				a.unbindEtcFiles()
 				unmount(m)
 			}
 			a.finish(code, err.Error())
@@ -384,6 +390,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
 	a.finish(code, "")
+	a.unbindEtcFiles()
 	unmount(m)
 	Trace("agent", "cleaned-up")
 	// The container is stopped: a new start may begin. What is left is the
@@ -403,6 +410,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 func (a *agent) remove(m *fuse.Mount) {
 	os.RemoveAll(filepath.Dir(a.spec.Socket))
 	if m.Detach() != nil {
+		a.unbindEtcFiles()
 		unmount(m)
 	}
 	for _, v := range a.spec.RemoveVolumes {
@@ -500,6 +508,42 @@ func elfDependencies(rootfs, p string, visit func(string)) {
 			}
 		}
 	}
+}
+
+// bindEtcFiles binds the container's /etc/hosts, /etc/hostname and
+// /etc/resolv.conf onto the union here, while init starts, rather than in
+// init on its way to the command: init's copy of this mount namespace has
+// them. Where init mounts volumes or devices, which could cover /etc or
+// lie under it, init binds the files after those, as before. The binds
+// stay for the container's restarts.
+func (a *agent) bindEtcFiles(rootfs string, in *InitSpec) error {
+	if len(in.Mounts) > 0 || len(in.Devices) > 0 {
+		return nil
+	}
+	if a.etcBinds == nil {
+		a.etcBinds = []string{}
+		for _, target := range slices.Sorted(maps.Keys(in.EtcFiles)) {
+			p, err := securejoin.SecureJoin(rootfs, target)
+			if err == nil {
+				err = bindFile(in.EtcFiles[target], p, false)
+			}
+			if err != nil {
+				return fmt.Errorf("mount %s: %w", target, err)
+			}
+			a.etcBinds = append(a.etcBinds, p)
+		}
+	}
+	in.EtcFiles = nil
+	return nil
+}
+
+// unbindEtcFiles unmounts what bindEtcFiles bound, so that the union can
+// be unmounted.
+func (a *agent) unbindEtcFiles() {
+	for _, p := range a.etcBinds {
+		unix.Unmount(p, unix.MNT_DETACH)
+	}
+	a.etcBinds = nil
 }
 
 // userFiles reads the image's /etc/passwd and /etc/group from the union at
@@ -749,6 +793,17 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	}
 	if a.union != nil && len(init.Args) > 0 {
 		go preload(a.union, rootfs, init.Args[0], init.Env, init.Cwd)
+	}
+	if err := a.bindEtcFiles(rootfs, &init); err != nil {
+		specW.Close()
+		cmd.Process.Kill()
+		statusR.Close()
+		if chownParent != nil {
+			chownParent.Close()
+		}
+		cmd.Wait()
+		close(a.reaped)
+		return 125, err
 	}
 	init.NetworkPending = a.privateNetwork()
 	init.UserFiles = userFiles(rootfs, &init)

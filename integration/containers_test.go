@@ -395,6 +395,12 @@ func TestUsersAndMounts(t *testing.T) {
 	if out := e.ok("start", "-a", "wr"); out != "" {
 		t.Errorf("start -a wr printed %q", out)
 	}
+	// Its union (with the /etc files bound on it) was unmounted cleanly,
+	// both times, before the exit status came.
+	id := strings.TrimSpace(e.ok("inspect", "--format", "{{.Id}}", "wr"))
+	if b, err := os.ReadFile(filepath.Join(e.Root, "containers", id, "agent.log")); err != nil || strings.Contains(string(b), "unmount") {
+		t.Errorf("agent.log of a container that ran and stopped: %q (%v), want no unmount error", b, err)
+	}
 	e.ok("rm", "wr")
 	out := e.ok("run", "--rm", "--read-only", "--tmpfs", "/scratch", "--mount", "type=tmpfs,target=/t2", img, "sh", "-c",
 		"touch /x 2>/dev/null || echo rootro; touch /scratch/x && echo tmpfs; touch /t2/y && echo mount-tmpfs")
