@@ -16,7 +16,8 @@ type InitSpec struct {
 	ReadOnly bool
 	Mounts   []InitMount
 	// EtcFiles maps /etc/hosts, /etc/hostname, /etc/resolv.conf to the host
-	// files bind-mounted over them.
+	// files bind-mounted over them; empty where the agent bound them on the
+	// union already (see agent.bindEtcFiles).
 	EtcFiles map[string]string
 	// AptConf, with a single id mapped, is a host file that init mounts
 	// into /etc/apt/apt.conf.d where the image has that directory.
