@@ -110,6 +110,11 @@ type agent struct {
 	// etcBinds are the /etc files bound onto the union here (see
 	// bindEtcFiles), to unmount before the union.
 	etcBinds []string
+	// preloads are the preload goroutines. Each makes system calls on
+	// the union, which this process serves: it must not exit while one
+	// is under way, or the call waits for an answer forever (a request
+	// the server read but did not answer cannot be interrupted).
+	preloads sync.WaitGroup
 	// cg is the container's cgroup, when one could be made.
 	cg *cgroup
 	// reaped is closed when the current init was waited for.
@@ -320,6 +325,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		if err != nil && run == 0 {
 			a.log.close()
 			if waitMount() == nil {
+				a.preloads.Wait()
 				a.unbindEtcFiles()
 				unmount(m)
 			}
@@ -383,6 +389,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		Trace("agent", "cleaned-up")
 		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 		a.broadcast(StreamExit, b[:])
+		a.preloads.Wait()
 		a.remove(m)
 		return code, nil
 	}
@@ -390,6 +397,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
 	a.finish(code, "")
+	a.preloads.Wait()
 	a.unbindEtcFiles()
 	unmount(m)
 	Trace("agent", "cleaned-up")
@@ -792,7 +800,8 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		}
 	}
 	if a.union != nil && len(init.Args) > 0 {
-		go preload(a.union, rootfs, init.Args[0], init.Env, init.Cwd)
+		name, env, cwd := init.Args[0], init.Env, init.Cwd
+		a.preloads.Go(func() { preload(a.union, rootfs, name, env, cwd) })
 	}
 	if err := a.bindEtcFiles(rootfs, &init); err != nil {
 		specW.Close()

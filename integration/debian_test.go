@@ -231,3 +231,29 @@ func TestAptInstall(t *testing.T) {
 		t.Errorf("with a subuid range the maintainer script's chown is real: owner %q", last)
 	}
 }
+
+// TestShortDynamicRuns: a dynamically linked program that exits at once,
+// while its agent may still be preloading its libraries through the union
+// it serves, leaves no agent behind (one that exited in the middle of such
+// a call would wait for its own answer forever, in D state).
+func TestShortDynamicRuns(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := debianImage(t, e)
+	for i := 0; i < 30; i++ {
+		if out := e.ok("run", "--rm", "--network", "none", img, "apt-get", "--version"); !strings.HasPrefix(out, "apt ") {
+			t.Fatalf("apt-get --version printed %q", out)
+		}
+	}
+	left := func() (n int) {
+		for _, p := range roostProcesses(t) {
+			if strings.Contains(p, e.dir) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := settle(left, 0); n > 0 {
+		t.Errorf("agents left after 30 run --rm of a dynamic program: %v", roostProcesses(t))
+	}
+}
