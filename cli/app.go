@@ -29,8 +29,13 @@ const (
 
 // Run runs roost with args (args[0] is the program name) and returns the exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	startEarly(args)
 	app := New(stdin, stdout, stderr)
 	err := app.RunContext(ctx, args)
+	if early != nil { // not taken: the command line was not a run after all
+		early.agent.Close()
+		early = nil
+	}
 	if err == nil {
 		return 0
 	}

@@ -206,15 +206,22 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			// The agent starts while the container is made; one that
-			// joins another container's network is started by that
-			// container's agent instead.
-			id := container.NewID()
-			var agent *container.Prespawned
-			if !strings.HasPrefix(c.String("network"), "container:") {
-				agent = cs.Prespawn(id, !c.Bool("detach"))
-				defer agent.Close()
+			// The agent starts while the container is made (or already
+			// did: startEarly); one that joins another container's
+			// network is started by that container's agent instead.
+			joins := strings.HasPrefix(c.String("network"), "container:")
+			id, agent := takeEarly(cs, !c.Bool("detach"))
+			if joins && agent != nil {
+				agent.Close()
+				id, agent = "", nil
 			}
+			if id == "" {
+				id = container.NewID()
+			}
+			if agent == nil && !joins {
+				agent = cs.Prespawn(id, !c.Bool("detach"))
+			}
+			defer agent.Close()
 			ctr, err := createContainer(c, is, cs, id)
 			if err != nil {
 				return err
