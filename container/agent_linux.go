@@ -786,24 +786,8 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	if f, ok := cmd.Stderr.(*os.File); ok {
 		f.Close()
 	}
-	if ready != nil {
-		if err := ready(); err != nil {
-			specW.Close()
-			cmd.Process.Kill()
-			statusR.Close()
-			if chownParent != nil {
-				chownParent.Close()
-			}
-			cmd.Wait()
-			close(a.reaped)
-			return 125, err
-		}
-	}
-	if a.union != nil && len(init.Args) > 0 {
-		name, env, cwd := init.Args[0], init.Env, init.Cwd
-		a.preloads.Go(func() { preload(a.union, rootfs, name, env, cwd) })
-	}
-	if err := a.bindEtcFiles(rootfs, &init); err != nil {
+	// abandon ends init before it had its spec.
+	abandon := func(err error) (int, error) {
 		specW.Close()
 		cmd.Process.Kill()
 		statusR.Close()
@@ -813,6 +797,18 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		cmd.Wait()
 		close(a.reaped)
 		return 125, err
+	}
+	if ready != nil {
+		if err := ready(); err != nil {
+			return abandon(err)
+		}
+	}
+	if a.union != nil && len(init.Args) > 0 {
+		name, env, cwd := init.Args[0], init.Env, init.Cwd
+		a.preloads.Go(func() { preload(a.union, rootfs, name, env, cwd) })
+	}
+	if err := a.bindEtcFiles(rootfs, &init); err != nil {
+		return abandon(err)
 	}
 	init.NetworkPending = a.privateNetwork()
 	init.UserFiles = userFiles(rootfs, &init)
