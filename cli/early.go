@@ -12,8 +12,8 @@ import (
 // line (see startEarly), for the run command to take.
 type earlyAgent struct {
 	id    string
+	dir   string // the container's directory in the store it was started for
 	agent *container.Prespawned
-	store *container.Store
 }
 
 var early *earlyAgent
@@ -46,7 +46,7 @@ func startEarly(args []string) {
 		return
 	}
 	id := container.NewID()
-	early = &earlyAgent{id: id, agent: cs.Prespawn(id, attach), store: cs}
+	early = &earlyAgent{id: id, dir: cs.Dir(id), agent: cs.Prespawn(id, attach)}
 }
 
 // earlyGuess reads a command line for startEarly: ok for `roost run ...`
@@ -83,7 +83,7 @@ func takeEarly(cs *container.Store, attach bool) (string, *container.Prespawned)
 	if e == nil {
 		return "", nil
 	}
-	if cs.Dir(e.id) != e.store.Dir(e.id) || e.agent.Attach() != attach {
+	if cs.Dir(e.id) != e.dir || e.agent.Attach() != attach {
 		e.agent.Close()
 		return "", nil
 	}
