@@ -209,16 +209,11 @@ func runCommand() *cli.Command {
 			// The agent starts while the container is made (or already
 			// did: startEarly); one that joins another container's
 			// network is started by that container's agent instead.
-			joins := strings.HasPrefix(c.String("network"), "container:")
-			id, agent := takeEarly(cs, !c.Bool("detach"))
-			if joins && agent != nil {
-				agent.Close()
-				id, agent = "", nil
-			}
+			id, agent := takeEarly()
 			if id == "" {
 				id = container.NewID()
 			}
-			if agent == nil && !joins {
+			if agent == nil && !strings.HasPrefix(c.String("network"), "container:") {
 				agent = cs.Prespawn(id, !c.Bool("detach"))
 			}
 			defer agent.Close()

@@ -12,7 +12,6 @@ import (
 // line (see startEarly), for the run command to take.
 type earlyAgent struct {
 	id    string
-	dir   string // the container's directory in the store it was started for
 	agent *container.Prespawned
 }
 
@@ -23,7 +22,8 @@ var early *earlyAgent
 // critical path: from the arguments it guesses whether the run is
 // detached and whether it joins another container's network (then its
 // agent is started elsewhere). A wrong guess costs only a second agent:
-// runCommand takes the early one where it fits, and closes it otherwise.
+// Start closes the early one where it does not fit (another store, attach
+// or network) and starts one that does.
 // Global flags before `run` (--root, --config) leave it to runCommand.
 func startEarly(args []string) {
 	attach, ok := earlyGuess(args)
@@ -46,7 +46,7 @@ func startEarly(args []string) {
 		return
 	}
 	id := container.NewID()
-	early = &earlyAgent{id: id, dir: cs.Dir(id), agent: cs.Prespawn(id, attach)}
+	early = &earlyAgent{id: id, agent: cs.Prespawn(id, attach)}
 }
 
 // earlyGuess reads a command line for startEarly: ok for `roost run ...`
@@ -75,16 +75,13 @@ func earlyGuess(args []string) (attach, ok bool) {
 	return attach, true
 }
 
-// takeEarly returns the early agent and its container ID where it was
-// started for the store cs with attach as wanted, and closes it otherwise.
-func takeEarly(cs *container.Store, attach bool) (string, *container.Prespawned) {
+// takeEarly returns the early agent, if any, and its container ID. Start
+// closes an agent that turns out not to fit (another store, attach or
+// network) and starts one that does.
+func takeEarly() (string, *container.Prespawned) {
 	e := early
 	early = nil
 	if e == nil {
-		return "", nil
-	}
-	if cs.Dir(e.id) != e.dir || e.agent.Attach() != attach {
-		e.agent.Close()
 		return "", nil
 	}
 	return e.id, e.agent

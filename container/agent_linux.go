@@ -521,16 +521,17 @@ func elfDependencies(rootfs, p string, visit func(string)) {
 // bindEtcFiles binds the container's /etc/hosts, /etc/hostname and
 // /etc/resolv.conf onto the union here, while init starts, rather than in
 // init on its way to the command: init's copy of this mount namespace has
-// them. Where init mounts volumes or devices, which could cover /etc or
-// lie under it, init binds the files after those, as before. The binds
-// stay for the container's restarts.
+// them. Where one of init's own mounts may cover them (coveredByInit), init
+// binds them after it, as before. The binds stay for the container's
+// restarts.
 func (a *agent) bindEtcFiles(rootfs string, in *InitSpec) error {
-	if len(in.Mounts) > 0 || len(in.Devices) > 0 {
-		return nil
-	}
+	targets := slices.Sorted(maps.Keys(in.EtcFiles))
 	if a.etcBinds == nil {
+		if coveredByInit(rootfs, in, targets...) {
+			return nil
+		}
 		a.etcBinds = []string{}
-		for _, target := range slices.Sorted(maps.Keys(in.EtcFiles)) {
+		for _, target := range targets {
 			p, err := securejoin.SecureJoin(rootfs, target)
 			if err == nil {
 				err = bindFile(in.EtcFiles[target], p, false)
@@ -543,6 +544,35 @@ func (a *agent) bindEtcFiles(rootfs string, in *InitSpec) error {
 	}
 	in.EtcFiles = nil
 	return nil
+}
+
+// coveredByInit tells whether one of init's mounts (volumes, devices),
+// which come after the agent's work on the union, may cover one of the
+// container paths: the path is the mount's target or lies under it, both
+// resolved inside rootfs.
+func coveredByInit(rootfs string, in *InitSpec, paths ...string) bool {
+	if len(in.Mounts) == 0 && len(in.Devices) == 0 {
+		return false
+	}
+	targets := make([]string, 0, len(in.Mounts)+len(in.Devices))
+	for _, m := range in.Mounts {
+		targets = append(targets, m.Destination)
+	}
+	for _, d := range in.Devices {
+		targets = append(targets, d.PathInContainer)
+	}
+	for _, c := range paths {
+		p, err := securejoin.SecureJoin(rootfs, c)
+		if err != nil {
+			return true
+		}
+		for _, t := range targets {
+			if t, err := securejoin.SecureJoin(rootfs, t); err != nil || p == t || strings.HasPrefix(p, t+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // unbindEtcFiles unmounts what bindEtcFiles bound, so that the union can
@@ -558,34 +588,21 @@ func (a *agent) unbindEtcFiles() {
 // rootfs, as init would (a symlink resolves inside rootfs), so that init has
 // them without two more files to read through FUSE on its way to the
 // command. It returns nil, and leaves the reading to init, where one of
-// init's mounts (volumes, devices) may cover them or a read fails.
+// init's mounts may cover them (coveredByInit) or a read fails.
 func userFiles(rootfs string, in *InitSpec) *UserFiles {
+	if coveredByInit(rootfs, in, "/etc/passwd", "/etc/group") {
+		return nil
+	}
 	var f UserFiles
-	files := []struct {
-		name string
-		b    *[]byte
-	}{{"/etc/passwd", &f.Passwd}, {"/etc/group", &f.Group}}
-	targets := make([]string, 0, len(in.Mounts)+len(in.Devices))
-	for _, m := range in.Mounts {
-		targets = append(targets, m.Destination)
-	}
-	for _, d := range in.Devices {
-		targets = append(targets, d.PathInContainer)
-	}
-	for _, r := range files {
-		p, err := securejoin.SecureJoin(rootfs, r.name)
+	for name, b := range map[string]*[]byte{"/etc/passwd": &f.Passwd, "/etc/group": &f.Group} {
+		p, err := securejoin.SecureJoin(rootfs, name)
 		if err != nil {
 			return nil
 		}
-		for _, t := range targets {
-			if t, err := securejoin.SecureJoin(rootfs, t); err != nil || p == t || strings.HasPrefix(p, t+"/") {
-				return nil
-			}
-		}
-		b, err := os.ReadFile(p)
+		content, err := os.ReadFile(p)
 		switch {
 		case err == nil:
-			*r.b = b
+			*b = content
 		case !errors.Is(err, os.ErrNotExist):
 			return nil
 		}

@@ -112,9 +112,6 @@ func (s *Store) Prespawn(id string, attach bool) *Prespawned {
 	return p
 }
 
-// Attach is the Attach of the Start the agent was started for.
-func (p *Prespawned) Attach() bool { return p.attach }
-
 // specOnStdin, with the container's directory, are a prespawned agent's
 // arguments.
 const specOnStdin = "--spec-on-stdin"

@@ -44,3 +44,32 @@ func TestUserFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestCoveredByInit: a mount of init covers a path at its target or under
+// it, resolved inside the root; elsewhere the agent may do the work.
+func TestCoveredByInit(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(root, "config")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   InitSpec
+		want bool
+	}{
+		{InitSpec{}, false},
+		{InitSpec{Mounts: []InitMount{{Destination: "/data"}}}, false},
+		{InitSpec{Mounts: []InitMount{{Destination: "/etc/myapp"}}}, false},
+		{InitSpec{Mounts: []InitMount{{Destination: "/etc"}}}, true},
+		{InitSpec{Mounts: []InitMount{{Destination: "/"}}}, true},
+		{InitSpec{Mounts: []InitMount{{Destination: "/config"}}}, true},
+		{InitSpec{Mounts: []InitMount{{Destination: "/etc/hosts"}}}, true},
+		{InitSpec{Devices: []Device{{PathInContainer: "/etc/hosts"}}}, true},
+	} {
+		if got := coveredByInit(root, &tc.in, "/etc/hosts", "/etc/hostname"); got != tc.want {
+			t.Errorf("mounts %+v devices %+v: covered %v, want %v", tc.in.Mounts, tc.in.Devices, got, tc.want)
+		}
+	}
+}

@@ -83,9 +83,7 @@ func (u *union) openLower(n *node, f *lowerFile, flags uint32, name string) (fs.
 	if f.mode&syscall.S_IFMT != syscall.S_IFREG {
 		return nil, 0, syscall.EINVAL
 	}
-	if wantsPush(f, flags, name) && n.pushed.CompareAndSwap(false, true) {
-		u.push(n, f)
-	}
+	u.pushOnce(n, f, flags, name)
 	return &lowerHandle{u: u, f: f}, fuse.FOPEN_KEEP_CACHE, 0
 }
 
@@ -109,6 +107,17 @@ func wantsPush(f *lowerFile, flags uint32, name string) bool {
 		return false
 	}
 	return flags&fmodeExec != 0 || strings.Contains(path.Base(name), ".so")
+}
+
+// pushOnce pushes the lower file f of node n, opened with flags by the
+// name name, where wantsPush says so and n was not pushed before; it
+// reports whether it pushed.
+func (u *union) pushOnce(n *node, f *lowerFile, flags uint32, name string) bool {
+	if !wantsPush(f, flags, name) || !n.pushed.CompareAndSwap(false, true) {
+		return false
+	}
+	u.push(n, f)
+	return true
 }
 
 // push stores the content of the lower file f into the kernel's page cache
@@ -154,12 +163,7 @@ func (m *Mount) Preload(name string) bool {
 	if errno != 0 || e.upper || e.lower == nil || e.lower.file == nil {
 		return false
 	}
-	f := e.lower.file
-	if !wantsPush(f, fmodeExec, p) || !n.pushed.CompareAndSwap(false, true) {
-		return false
-	}
-	u.push(n, f)
-	return true
+	return u.pushOnce(n, e.lower.file, fmodeExec, p)
 }
 
 func (h *lowerHandle) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult, syscall.Errno) {

@@ -381,6 +381,15 @@ func TestUsersAndMounts(t *testing.T) {
 	if out := strings.TrimSpace(e.ok("run", "--rm", "-v", passwd+":/etc/passwd:ro", img, "sh", "-c", "echo $HOME")); out != "/home/elsewhere" {
 		t.Errorf("HOME with /etc/passwd from a volume: %q, want /home/elsewhere", out)
 	}
+	// A volume over /etc still gets the container's /etc files, bound
+	// after it.
+	etc := e.path("etc")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.ok("run", "--rm", "--hostname", "voletc", "-v", etc+":/etc", img, "sh", "-c", "cat /etc/hostname; grep -c voletc /etc/hosts"); out != "voletc\n1\n" {
+		t.Errorf("/etc files with a volume over /etc: %q", out)
+	}
 	if out := strings.TrimSpace(e.ok("run", "--rm", img, "sh", "-c", "echo $HOME")); out != "/root" {
 		t.Errorf("HOME of root: %q, want /root", out)
 	}
