@@ -32,7 +32,7 @@ func stores(c *cli.Context) (*layers.Store, *container.Store, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cs.Resolver, cs.ClientAddress = e.cfg.Network.Resolver, e.cfg.Network.ClientAddress
+	cs.Resolver, cs.ClientAddress, cs.ProxyPorts = e.cfg.Network.Resolver, e.cfg.Network.ClientAddress, e.cfg.Network.ProxyPorts
 	return is, cs, nil
 }
 

@@ -49,6 +49,11 @@ type Network struct {
 	// network arrive from the client's own address, through the user-mode
 	// network, instead of from 127.0.0.1 by splice (faster).
 	ClientAddress bool `toml:"client_address"`
+	// ProxyPorts keeps every published port on the agent's proxy. By
+	// default a TCP port the container's server binds itself is handed to
+	// it as a host socket: no copy, the client's own address, but the
+	// server's getsockname shows the host port.
+	ProxyPorts bool `toml:"proxy_ports"`
 }
 
 // Registries holds registry settings.

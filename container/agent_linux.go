@@ -65,6 +65,9 @@ type AgentSpec struct {
 	// network's netstack, from the client's address, instead of splicing
 	// them from the container's loopback.
 	ClientAddress bool `json:",omitempty"`
+	// ProxyPorts keeps every published port on the proxy: no TCP port is
+	// handed to the container's server (netns/handoff_linux.go).
+	ProxyPorts bool `json:",omitempty"`
 	// NetNS, for --network container:NAME, is the network namespace init
 	// joins (the agent then runs in NAME's agent's user namespace, which
 	// owns it); DetachMount is NAME's union mount, inherited from that
@@ -102,6 +105,9 @@ type agent struct {
 	console  *os.File
 	pumps    sync.WaitGroup
 	ports    []netns.PortMapping
+	// handoff, where set, is the port proxy whose TCP ports init's bind
+	// calls may take (netns/handoff_linux.go).
+	handoff *netns.PortProxy
 	// writable and lowers are the union\'s layers, to read /etc/passwd.
 	writable string
 	lowers   []fuse.Lower
@@ -277,6 +283,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		defer proxy.Close()
 		a.ports = proxy.Bound
+		if a.privateNetwork() && !a.spec.ProxyPorts && a.spec.NetNS == "" && publishesTCP(proxy.Bound) {
+			a.handoff = proxy
+		}
 	}
 	// The union mounts while init starts (a Go process takes milliseconds
 	// to reach its first line): init gets its mount namespace once the
@@ -307,6 +316,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		ready := waitMount
 		if run > 0 {
 			ready = nil
+			if proxy != nil {
+				proxy.Reclaim() // the last run's sockets went with it
+			}
 		}
 		code, err = a.start(rootfs, ready)
 		if err == nil && proxy != nil && a.spec.ClientAddress && a.nat != nil {
@@ -747,15 +759,17 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		defer consoleChild.Close()
 		cmd.ExtraFiles = append(cmd.ExtraFiles, consoleChild)
 	}
-	var chownParent, chownChild *os.File
-	if init.Mapping == "single" {
-		// The agent serves the chown family (chown_linux.go).
-		if chownParent, chownChild, err = chownSocket(); err != nil {
+	init.PortHandoff = a.handoff != nil
+	var notifyParent, notifyChild *os.File
+	if init.Mapping == "single" || init.PortHandoff {
+		// The agent serves the chown family (chown_linux.go) and bind
+		// (bind_linux.go).
+		if notifyParent, notifyChild, err = notifySocket(); err != nil {
 			return 125, err
 		}
-		defer chownChild.Close()
-		cmd.ExtraFiles = append(cmd.ExtraFiles, chownChild)
-		init.ChownSocket = 2 + len(cmd.ExtraFiles)
+		defer notifyChild.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, notifyChild)
+		init.NotifySocket = 2 + len(cmd.ExtraFiles)
 	}
 	if !init.Tty {
 		// Own pipes, not cmd.StdoutPipe: Wait would close those before
@@ -783,13 +797,13 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		stdout, stderr = outR, errR
 	}
 	if err := a.startPinned(cmd, a.spec.NetNS); err != nil {
-		if chownParent != nil {
-			chownParent.Close()
+		if notifyParent != nil {
+			notifyParent.Close()
 		}
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
-	if chownChild != nil {
-		chownChild.Close() // init's alone now: EOF when it goes
+	if notifyChild != nil {
+		notifyChild.Close() // init's alone now: EOF when it goes
 	}
 	a.cmd = cmd
 	a.mu.Lock()
@@ -808,8 +822,8 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		specW.Close()
 		cmd.Process.Kill()
 		statusR.Close()
-		if chownParent != nil {
-			chownParent.Close()
+		if notifyParent != nil {
+			notifyParent.Close()
 		}
 		cmd.Wait()
 		close(a.reaped)
@@ -859,8 +873,8 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	var ee ExecError
 	if err := json.NewDecoder(statusR).Decode(&ee); err == nil {
 		statusR.Close()
-		if chownParent != nil {
-			chownParent.Close()
+		if notifyParent != nil {
+			notifyParent.Close()
 		}
 		cmd.Wait()
 		close(a.reaped)
@@ -868,9 +882,9 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	}
 	statusR.Close()
 	Trace("agent", "exec-seen")
-	if chownParent != nil {
-		if l := recvListener(chownParent); l != nil {
-			go serveChown(l, a.union, rootfs, cmd.Process.Pid)
+	if notifyParent != nil {
+		if l := recvListener(notifyParent); l != nil {
+			go serveNotify(l, a.union, rootfs, cmd.Process.Pid, a.handoff)
 		}
 	}
 	if a.cg != nil {
@@ -893,6 +907,16 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 		go a.pump("stderr", stderr)
 	}
 	return 0, nil
+}
+
+// publishesTCP says whether ms publish a TCP port.
+func publishesTCP(ms []netns.PortMapping) bool {
+	for _, m := range ms {
+		if m.Proto == "tcp" {
+			return true
+		}
+	}
+	return false
 }
 
 // privateNetwork says whether the container has a network namespace of its

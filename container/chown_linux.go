@@ -15,6 +15,7 @@ import (
 
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"github.com/roost-containers/roost/fuse"
+	"github.com/roost-containers/roost/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +24,7 @@ import (
 // kernel refuses a chown to any other id (EINVAL) before the union sees it.
 // So the id emulation's seccomp filter (seccomp_linux.go) hands the chown
 // family to a listener (SECCOMP_RET_USER_NOTIF) that init, or exec, sends
-// the agent over the socket InitSpec.ChownSocket names. The agent, the
+// the agent over the socket InitSpec.NotifySocket names. The agent, the
 // union's server, answers each call as the kernel would have:
 //
 //   - a caller without CAP_CHOWN gets the kernel's own answer (the call
@@ -66,9 +67,9 @@ type seccompNotifResp struct {
 	Flags uint32
 }
 
-// chownSocket makes the socket pair for the listener: the agent's end and
+// notifySocket makes the socket pair for the listener: the agent's end and
 // the child's, which the caller passes to init or exec.
-func chownSocket() (agentEnd, child *os.File, err error) {
+func notifySocket() (agentEnd, child *os.File, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, os.NewSyscallError("socketpair", err)
@@ -105,24 +106,31 @@ type chownServer struct {
 	// make it blocking).
 	listener uintptr
 	nrs      map[int32]string
+	// ports, where set, answers bind (bind_linux.go); bindNr is its number.
+	ports  *netns.PortProxy
+	bindNr int32
 }
 
-// serveChown answers the calls of listener until every process that holds
-// its filter is gone. root is the union's mountpoint here, initPid the
-// container's init. It runs on a thread of its own, which it changes the
-// root of and ends with it.
-func serveChown(listener *os.File, m *fuse.Mount, root string, initPid int) {
+// serveNotify answers the calls of listener (the chown family, and bind
+// where ports is set) until every process that holds its filter is gone.
+// root is the union's mountpoint here, initPid the container's init. It
+// runs on a thread of its own, which it changes the root of and ends with
+// it.
+func serveNotify(listener *os.File, m *fuse.Mount, root string, initPid int, ports *netns.PortProxy) {
 	defer listener.Close()
 	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		fmt.Fprintln(os.Stderr, "roost agent: chown: unshare:", err)
 		return
 	}
-	s := &chownServer{union: m, nrs: map[int32]string{}}
+	s := &chownServer{union: m, nrs: map[int32]string{}, ports: ports, bindNr: -1}
 	info, err := arch.GetInfo("")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "roost agent: chown:", err)
 		return
+	}
+	if nr, ok := info.SyscallNames["bind"]; ok && ports != nil {
+		s.bindNr = int32(nr)
 	}
 	for _, name := range chownCalls {
 		if nr, ok := info.SyscallNames[name]; ok {
@@ -187,6 +195,9 @@ func ioctlPtr(fd, req uintptr, arg unsafe.Pointer) error {
 
 // answer handles one call.
 func (s *chownServer) answer(n *seccompNotif) seccompNotifResp {
+	if n.Data.Nr == s.bindNr {
+		return s.answerBind(n)
+	}
 	resp := seccompNotifResp{ID: n.ID}
 	fail := func(errno unix.Errno) seccompNotifResp {
 		resp.Error = -int32(errno)

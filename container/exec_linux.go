@@ -57,6 +57,8 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	}
 	spec.Tty = es.Tty
 	spec.Init = false
+	// A server started by exec takes its published port as init's would.
+	spec.PortHandoff = a.handoff != nil
 	spec.NestedUID, spec.NestedGID = -1, -1
 	if spec.Mapping == "single" || spec.KeepID {
 		u, err := lookupUser(userOf(&spec), func(p string) ([]byte, error) { return imageFile(a.writable, a.lowers, p) })
@@ -159,18 +161,19 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	} else {
 		spec.Tty = false
 	}
-	var chownParent *os.File
-	if spec.Mapping == "single" {
-		// The agent serves the chown family (chown_linux.go).
+	var notifyParent *os.File
+	if spec.Mapping == "single" || spec.PortHandoff {
+		// The agent serves the chown family (chown_linux.go) and bind
+		// (bind_linux.go).
 		var child *os.File
-		if chownParent, child, err = chownSocket(); err != nil {
+		if notifyParent, child, err = notifySocket(); err != nil {
 			fail(err)
 			return
 		}
 		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
-		spec.ChownSocket = 2 + len(cmd.ExtraFiles)
+		spec.NotifySocket = 2 + len(cmd.ExtraFiles)
 		closeAfterStart = append(closeAfterStart, child)
-		own = append(own, chownParent)
+		own = append(own, notifyParent)
 	}
 	for _, f := range append([]*os.File{specR, specW, statusR, statusW}, closeAfterStart...) {
 		own = append(own, f)
@@ -210,9 +213,9 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 		return
 	}
 	statusR.Close()
-	if chownParent != nil {
-		if l := recvListener(chownParent); l != nil {
-			go serveChown(l, a.union, filepath.Join(a.spec.Dir, "rootfs"), pid)
+	if notifyParent != nil {
+		if l := recvListener(notifyParent); l != nil {
+			go serveNotify(l, a.union, filepath.Join(a.spec.Dir, "rootfs"), pid, a.handoff)
 		}
 	}
 	if err := writeJSON(conn, Reply{}); err != nil || es.Detach {

@@ -590,15 +590,15 @@ func becomeUser(spec *InitSpec) ([]string, error) {
 }
 
 // loadSeccompFor loads the filters and, where the agent serves the chown
-// family (spec.ChownSocket), hands it the id emulation's listener.
+// family or bind (spec.NotifySocket), hands it the listener.
 func loadSeccompFor(spec *InitSpec, filters []*unix.SockFprog) error {
-	listen := spec.ChownSocket > 0 && spec.Mapping == "single"
+	listen := spec.NotifySocket > 0 && (spec.Mapping == "single" || spec.PortHandoff)
 	listener, err := loadSeccomp(filters, listen)
 	if err != nil || !listen {
 		return err
 	}
-	sock := os.NewFile(uintptr(spec.ChownSocket), "chown")
-	err = unix.Sendmsg(spec.ChownSocket, []byte{0}, unix.UnixRights(listener), nil, 0)
+	sock := os.NewFile(uintptr(spec.NotifySocket), "notify")
+	err = unix.Sendmsg(spec.NotifySocket, []byte{0}, unix.UnixRights(listener), nil, 0)
 	unix.Close(listener)
 	sock.Close()
 	if err != nil {

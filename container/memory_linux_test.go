@@ -49,7 +49,7 @@ func TestSettleDropsExecutablePages(t *testing.T) {
 		t.Errorf("RssFile %d kB after settle, %d kB before: nothing dropped", after, before)
 	}
 	// The code still runs: pages come back on demand.
-	if _, err := compileSeccomp("", map[int]bool{}, true); err != nil {
+	if _, err := compileSeccomp("", map[int]bool{}, true, false); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -25,7 +25,7 @@ import (
 // exec-status pipe (fd 4) that init closes by exec'ing (success) or writes one
 // JSON ExecError to; with a terminal, a socket (fd 5) over which init sends
 // the pty master with SCM_RIGHTS; with a single id mapped, a socket (the
-// descriptor InitSpec.ChownSocket names) over which init sends the listener
+// descriptor InitSpec.NotifySocket names) over which init sends the listener
 // of its seccomp filter for the chown family, with SCM_RIGHTS, before it
 // execs (chown_linux.go). exec's process does the same.
 

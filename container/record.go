@@ -184,6 +184,8 @@ type Store struct {
 	// ClientAddress delivers published ports of containers on the private
 	// network from the client's address (see AgentSpec).
 	ClientAddress bool
+	// ProxyPorts keeps published ports on the proxy (see AgentSpec).
+	ProxyPorts bool
 }
 
 // OpenStore returns the container store under the storage root; runRoot is

@@ -103,7 +103,7 @@ func resolveSeccompOpt(so string, capAdd, capDrop []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := compileSeccomp(compact.String(), caps, false); err != nil {
+	if _, err := compileSeccomp(compact.String(), caps, false, false); err != nil {
 		return "", fmt.Errorf("seccomp profile %s: %w", v, err)
 	}
 	return "seccomp=" + compact.String(), nil
@@ -127,7 +127,7 @@ func seccompFilters(spec *InitSpec) ([]*unix.SockFprog, error) {
 	if err != nil {
 		return nil, failf(125, "%w", err)
 	}
-	fs, err := compileSeccomp(spec.Seccomp, caps, spec.Mapping == "single")
+	fs, err := compileSeccomp(spec.Seccomp, caps, spec.Mapping == "single", spec.PortHandoff)
 	if err != nil {
 		return nil, failf(125, "seccomp: %w", err)
 	}
@@ -152,15 +152,16 @@ func precompiledSeccomp(spec *InitSpec) [][]byte {
 }
 
 // compileSeccomp compiles profile ("" for Docker's default, "unconfined" or
-// a JSON profile) for a container with the capabilities caps.
-func compileSeccomp(profile string, caps map[int]bool, emulateIDs bool) ([]*unix.SockFprog, error) {
+// a JSON profile) for a container with the capabilities caps. With
+// emulateIDs or handBind, the notify filter comes first (notifyFilter).
+func compileSeccomp(profile string, caps map[int]bool, emulateIDs, handBind bool) ([]*unix.SockFprog, error) {
 	info, err := arch.GetInfo("")
 	if err != nil {
 		return nil, err
 	}
 	var out []*unix.SockFprog
-	if emulateIDs {
-		p, err := idEmulationFilter(info)
+	if emulateIDs || handBind {
+		p, err := notifyFilter(info, emulateIDs, handBind)
 		if err != nil {
 			return nil, err
 		}
@@ -497,10 +498,11 @@ var (
 		"chown32", "fchown32", "lchown32"}
 )
 
-// idEmulationFilter: for the native architecture, the chown family is
-// handed to the filter's listener (SECCOMP_RET_USER_NOTIF) and the other
-// emulated calls return 0.
-func idEmulationFilter(info *arch.Info) (*unix.SockFprog, error) {
+// notifyFilter: for the native architecture, with emulateIDs the chown
+// family is handed to the filter's listener (SECCOMP_RET_USER_NOTIF) and
+// the other emulated id calls return 0; with handBind, bind is handed to
+// the listener too.
+func notifyFilter(info *arch.Info, emulateIDs, handBind bool) (*unix.SockFprog, error) {
 	nrsOf := func(names []string) []uint32 {
 		var nrs []uint32
 		for _, name := range names {
@@ -511,7 +513,13 @@ func idEmulationFilter(info *arch.Info) (*unix.SockFprog, error) {
 		sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
 		return nrs
 	}
-	notify, succeed := nrsOf(chownCalls), nrsOf(emulatedIDCalls)
+	var notify, succeed []uint32
+	if emulateIDs {
+		notify, succeed = nrsOf(chownCalls), nrsOf(emulatedIDCalls)
+	}
+	if handBind {
+		notify = append(notify, nrsOf([]string{"bind"})...)
+	}
 	n := len(notify) + len(succeed)
 	insts := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch

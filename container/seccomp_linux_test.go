@@ -83,7 +83,7 @@ func TestDefaultSeccompProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs, err := compileSeccomp("", caps, false)
+	fs, err := compileSeccomp("", caps, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestDefaultSeccompProfile(t *testing.T) {
 
 	// With CAP_SYS_ADMIN, Docker's profile allows mount and unshare.
 	caps, _ = capSet([]string{"SYS_ADMIN"}, nil)
-	fs, err = compileSeccomp("", caps, false)
+	fs, err = compileSeccomp("", caps, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestDefaultSeccompProfile(t *testing.T) {
 
 func TestSeccompIDEmulation(t *testing.T) {
 	caps, _ := capSet(nil, nil)
-	fs, err := compileSeccomp("", caps, true)
+	fs, err := compileSeccomp("", caps, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestSeccompIDEmulation(t *testing.T) {
 		}
 	}
 	// A profile that denies chown wins over the emulation.
-	fs, err = compileSeccomp(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chown","mkdir"],"action":"SCMP_ACT_ERRNO"}]}`, caps, true)
+	fs, err = compileSeccomp(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["chown","mkdir"],"action":"SCMP_ACT_ERRNO"}]}`, caps, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +166,38 @@ func TestSeccompIDEmulation(t *testing.T) {
 		}
 	}
 	// Unconfined keeps only the emulation.
-	fs, err = compileSeccomp(SeccompUnconfined, caps, true)
+	fs, err = compileSeccomp(SeccompUnconfined, caps, true, false)
 	if err != nil || len(fs) != 1 {
 		t.Fatalf("unconfined with emulation: %d filters, %v", len(fs), err)
+	}
+}
+
+func TestSeccompBindHandoff(t *testing.T) {
+	caps, _ := capSet(nil, nil)
+	for _, c := range []struct {
+		emulate bool
+		want    map[string]uint32
+	}{
+		{false, map[string]uint32{"bind": retNotif, "chown": retAllow, "setresuid": retAllow, "connect": retAllow, "keyctl": retEPERM}},
+		{true, map[string]uint32{"bind": retNotif, "chown": retNotif, "setresuid": retZero, "listen": retAllow}},
+	} {
+		fs, err := compileSeccomp("", caps, c.emulate, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range c.want {
+			if got := seccompResult(t, fs, name); got != want {
+				t.Errorf("emulating ids %v, %s: got %#x, want %#x", c.emulate, name, got, want)
+			}
+		}
+	}
+	// Unconfined keeps the notify filter alone.
+	fs, err := compileSeccomp(SeccompUnconfined, caps, false, true)
+	if err != nil || len(fs) != 1 {
+		t.Fatalf("unconfined with handoff: %d filters, %v", len(fs), err)
+	}
+	if got := seccompResult(t, fs, "bind"); got != retNotif {
+		t.Errorf("unconfined, bind: got %#x, want notify", got)
 	}
 }
 
@@ -180,7 +209,7 @@ func TestSeccompProfileErrors(t *testing.T) {
 		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}`,
 		`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":7,"value":1,"op":"SCMP_CMP_EQ"}]}]}`,
 	} {
-		if _, err := compileSeccomp(p, caps, false); err == nil {
+		if _, err := compileSeccomp(p, caps, false, false); err == nil {
 			t.Errorf("%s: compiled, want an error", p)
 		}
 	}
@@ -208,7 +237,7 @@ func TestSeccompComparisons(t *testing.T) {
 		if c.op == "SCMP_CMP_MASKED_EQ" {
 			p = fmt.Sprintf(`{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":1,"value":%d,"valueTwo":%d,"op":%q}]}]}`, 0x1_0000_0030, c.two|0x1_0000_0000, c.op)
 		}
-		fs, err := compileSeccomp(p, caps, false)
+		fs, err := compileSeccomp(p, caps, false, false)
 		if err != nil {
 			t.Fatalf("%s: %v", c.op, err)
 		}
@@ -230,7 +259,7 @@ func TestSeccompComparisons(t *testing.T) {
 func BenchmarkCompileDefaultSeccomp(b *testing.B) {
 	caps, _ := capSet(nil, nil)
 	for b.Loop() {
-		if _, err := compileSeccomp("", caps, true); err != nil {
+		if _, err := compileSeccomp("", caps, true, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -54,10 +54,15 @@ type InitSpec struct {
 	// the container covers them); init resolves User with them instead of
 	// reading the files itself. A nil file is a missing one.
 	UserFiles *UserFiles `json:",omitempty"`
-	// ChownSocket, with Mapping single, is the descriptor of the socket on
-	// which init (or exec) sends the agent the listener of its seccomp
-	// filter for the chown family (see chown_linux.go); 0 for none.
-	ChownSocket int
+	// PortHandoff hands the container's bind(2) calls to the agent, which
+	// gives a bind of a published TCP port a host socket (see
+	// netns/handoff_linux.go). Set by the agent, for init and exec.
+	PortHandoff bool `json:",omitempty"`
+	// NotifySocket, with Mapping single or PortHandoff, is the descriptor
+	// of the socket on which init (or exec) sends the agent the listener of
+	// its seccomp filter for the chown family and bind (see chown_linux.go,
+	// bind_linux.go); 0 for none.
+	NotifySocket int
 }
 
 // UserFiles are the user database files of an image.

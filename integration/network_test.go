@@ -334,6 +334,12 @@ func TestNetworkBadInput(t *testing.T) {
 // TestPublishedPortClientAddress: with network.client_address, a published
 // port's connection reaches the container from the client's address (the
 // gateway for the host's loopback); by default it comes from 127.0.0.1.
+// TestPublishedPortClientAddress: by default the container's server takes
+// its published TCP port as a host socket (the handoff): clients reach it
+// straight, from their own addresses, and it still answers inside. With
+// network.proxy_ports the agent's proxy splices from the container's
+// loopback, or (client_address) carries the client's address through the
+// netstack.
 func TestPublishedPortClientAddress(t *testing.T) {
 	t.Parallel()
 	ip := hostAddress(t)
@@ -341,9 +347,12 @@ func TestPublishedPortClientAddress(t *testing.T) {
 		name               string
 		config             string
 		fromLoopback, from string
+		handoff            bool
 	}{
-		{"splice", "", "127.0.0.1", "127.0.0.1"},
-		{"client address", "[network]\nclient_address = true\n", "10.0.2.2", ip},
+		{"handoff", "", "127.0.0.1", ip, true},
+		{"handoff+client", "[network]\nclient_address = true\n", "127.0.0.1", ip, true},
+		{"splice", "[network]\nproxy_ports = true\n", "127.0.0.1", "127.0.0.1", false},
+		{"client address", "[network]\nproxy_ports = true\nclient_address = true\n", "10.0.2.2", ip, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -361,12 +370,12 @@ func TestPublishedPortClientAddress(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(site, "cgi-bin", "addr"), []byte(cgi), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			port := freePort(t)
-			e.ok("run", "-d", "--name", "who", "-p", fmt.Sprintf("%d:8080", port), "-v", site+":/srv:ro", img, "httpd", "-f", "-p", "8080", "-h", "/srv")
+			port, port2 := freePort(t), freePort(t)
+			e.ok("run", "-d", "--name", "who", "-p", fmt.Sprintf("%d:8080", port), "-p", fmt.Sprintf("%d:8081", port2), "-v", site+":/srv:ro", img, "httpd", "-f", "-p", "8080", "-h", "/srv")
 			t.Cleanup(func() { e.run("rm", "-f", "who") })
-			get := func(host string) string {
+			get := func(host string, port int) string {
 				var body string
-				waitFor(t, func() bool {
+				fetch := func() bool {
 					resp, err := http.Get(fmt.Sprintf("http://%s/cgi-bin/addr", net.JoinHostPort(host, fmt.Sprint(port))))
 					if err != nil {
 						return false
@@ -377,17 +386,79 @@ func TestPublishedPortClientAddress(t *testing.T) {
 					body = strings.TrimSpace(string(b))
 					body = strings.TrimSuffix(strings.TrimPrefix(body, "[::ffff:"), "]")
 					return resp.StatusCode == 200
-				})
+				}
+				// Once the server answers, ask again: a connection the
+				// proxy took just before the server took the port reaches
+				// it through the container (from its loopback).
+				waitFor(t, fetch)
+				if !fetch() {
+					t.Fatalf("%s:%d answered once, then not", host, port)
+				}
 				return body
 			}
-			if got := get("127.0.0.1"); got != tt.fromLoopback {
+			if got := get("127.0.0.1", port); got != tt.fromLoopback {
 				t.Errorf("a client on the host's loopback arrives from %q, want %q", got, tt.fromLoopback)
 			}
-			if got := get(ip); got != tt.from {
+			if got := get(ip, port); got != tt.from {
 				t.Errorf("a client at %s arrives from %q, want %q", ip, got, tt.from)
+			}
+			if owner := listenerOwner(t, port); (owner == "httpd") != tt.handoff {
+				t.Errorf("host port %d is held by %q; handoff %v", port, owner, tt.handoff)
+			}
+			// Inside, the port answers on the container's own loopback.
+			if out := e.ok("exec", "who", "wget", "-qO-", "http://127.0.0.1:8080/cgi-bin/addr"); strings.TrimSpace(out) == "" {
+				t.Errorf("the port inside the container answered %q", out)
+			}
+			// A server started by exec takes its port too, and again once
+			// it was restarted.
+			for i := 0; i < 2; i++ {
+				e.ok("exec", "-d", "who", "sh", "-c", "echo $$ >/tmp/httpd.pid; exec httpd -f -p 8081 -h /srv")
+				if got := get("127.0.0.1", port2); got != tt.fromLoopback {
+					t.Errorf("exec'd server, round %d: a client on the host's loopback arrives from %q, want %q", i, got, tt.fromLoopback)
+				}
+				if owner := listenerOwner(t, port2); (owner == "httpd") != tt.handoff {
+					t.Errorf("exec'd server, round %d: host port %d is held by %q; handoff %v", i, port2, owner, tt.handoff)
+				}
+				e.ok("exec", "who", "sh", "-c", "kill $(cat /tmp/httpd.pid)")
+				waitFor(t, func() bool {
+					_, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/addr", port2))
+					return err != nil
+				})
 			}
 		})
 	}
+}
+
+// listenerOwner is the command name of the host process that holds the
+// listening TCP socket on port ("" if none is seen).
+func listenerOwner(t *testing.T, port int) string {
+	t.Helper()
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			// local_address is HEXADDR:HEXPORT; state 0A is LISTEN.
+			if len(fs) < 10 || fs[3] != "0A" || !strings.HasSuffix(fs[1], fmt.Sprintf(":%04X", port)) {
+				continue
+			}
+			inodes["socket:["+fs[9]+"]"] = true
+		}
+	}
+	if len(inodes) == 0 {
+		t.Fatalf("nothing listens on host port %d", port)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range procs {
+		if l, err := os.Readlink(fd); err == nil && inodes[l] {
+			comm, _ := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(fd)), "comm"))
+			return strings.TrimSpace(string(comm))
+		}
+	}
+	return ""
 }
 
 func TestNetworkContainerMode(t *testing.T) {

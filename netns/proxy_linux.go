@@ -171,12 +171,19 @@ func (d *Dialer) Close() {
 	})
 }
 
-// PortProxy forwards published host ports into a container.
+// PortProxy forwards published host ports into a container, or hands a
+// TCP port to the container's own server (handoff_linux.go).
 type PortProxy struct {
-	dialer    PortDialer
-	serving   sync.Once
-	mu        sync.Mutex
+	dialer  PortDialer
+	serving bool
+	mu      sync.Mutex
+	// listeners are the host listeners, by mapping; nil where the port
+	// was handed to the container (handed).
 	listeners []io.Closer
+	handed    []bool
+	// inside are the listeners in the container's network namespace that
+	// forward a handed port to its host socket, by mapping.
+	inside map[int][]net.Listener
 	// Bound are the mappings with their host ports filled in.
 	Bound []PortMapping
 }
@@ -191,36 +198,46 @@ func Listen(maps []PortMapping) (*PortProxy, error) {
 			p.Close()
 			return nil, fmt.Errorf("cannot publish host port %d: it is below net.ipv4.ip_unprivileged_port_start (%d): use a port of %d or more, or ask an administrator to lower that sysctl", m.HostPort, start, start)
 		}
-		addr := net.JoinHostPort(m.HostIP, strconv.Itoa(m.HostPort))
-		var l io.Closer
-		var err error
-		switch m.Proto {
-		case "udp":
-			var pc net.PacketConn
-			pc, err = net.ListenPacket("udp", addr)
-			if err == nil {
-				m.HostPort = pc.LocalAddr().(*net.UDPAddr).Port
-				l = pc
-			}
-		default:
-			var ln net.Listener
-			ln, err = net.Listen("tcp", addr)
-			if err == nil {
-				m.HostPort = ln.Addr().(*net.TCPAddr).Port
-				l = ln
-			}
-		}
+		l, bound, err := listen(m)
 		if err != nil {
 			p.Close()
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return nil, fmt.Errorf("cannot publish %s: host port %d is already in use", m, m.HostPort)
-			}
-			return nil, fmt.Errorf("cannot publish %s: %w", m, err)
+			return nil, err
 		}
 		p.listeners = append(p.listeners, l)
-		p.Bound = append(p.Bound, m)
+		p.handed = append(p.handed, false)
+		p.Bound = append(p.Bound, bound)
 	}
 	return p, nil
+}
+
+// listen binds m on the host, returning the mapping with its host port.
+func listen(m PortMapping) (io.Closer, PortMapping, error) {
+	addr := net.JoinHostPort(m.HostIP, strconv.Itoa(m.HostPort))
+	var l io.Closer
+	var err error
+	switch m.Proto {
+	case "udp":
+		var pc net.PacketConn
+		pc, err = net.ListenPacket("udp", addr)
+		if err == nil {
+			m.HostPort = pc.LocalAddr().(*net.UDPAddr).Port
+			l = pc
+		}
+	default:
+		var ln net.Listener
+		ln, err = net.Listen("tcp", addr)
+		if err == nil {
+			m.HostPort = ln.Addr().(*net.TCPAddr).Port
+			l = ln
+		}
+	}
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, m, fmt.Errorf("cannot publish %s: host port %d is already in use", m, m.HostPort)
+		}
+		return nil, m, fmt.Errorf("cannot publish %s: %w", m, err)
+	}
+	return l, m, nil
 }
 
 // Serve forwards connections through d until Close. Called again (the
@@ -228,22 +245,28 @@ func Listen(maps []PortMapping) (*PortProxy, error) {
 // dialer and closes the old one.
 func (p *PortProxy) Serve(d PortDialer) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	old := p.dialer
 	p.dialer = d
-	p.mu.Unlock()
 	if old != nil && old != d {
 		old.Close()
 	}
-	p.serving.Do(func() {
-		for i, m := range p.Bound {
-			switch l := p.listeners[i].(type) {
-			case net.Listener:
-				go p.serveTCP(l, m)
-			case net.PacketConn:
-				go p.serveUDP(l, m)
-			}
+	if !p.serving {
+		p.serving = true
+		for i := range p.Bound {
+			p.serveLocked(i)
 		}
-	})
+	}
+}
+
+// serveLocked serves mapping i's host listener, if it has one.
+func (p *PortProxy) serveLocked(i int) {
+	switch l := p.listeners[i].(type) {
+	case net.Listener:
+		go p.serveTCP(l, p.Bound[i])
+	case net.PacketConn:
+		go p.serveUDP(l, p.Bound[i])
+	}
 }
 
 func (p *PortProxy) dial(network string, port int, from net.Addr) (net.Conn, error) {
@@ -329,9 +352,12 @@ func (p *PortProxy) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, l := range p.listeners {
-		l.Close()
+		if l != nil {
+			l.Close()
+		}
 	}
 	p.listeners = nil
+	p.closeInsideLocked(-1)
 	if p.dialer != nil {
 		p.dialer.Close()
 		p.dialer = nil
