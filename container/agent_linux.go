@@ -216,6 +216,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		return 0, fmt.Errorf("container is already running (%w)", ErrConflict)
 	}
 	defer lock.Close()
+	writeLockInfo(lock, "")
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, fmt.Errorf("make mounts private: %w", err)
 	}
@@ -305,6 +306,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		if err == nil {
 			a.union = m
 			Trace("agent", "fuse-mounted")
+			go writeLockInfo(lock, rootfs)
 		}
 		mounted <- err
 	}()

@@ -183,7 +183,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 	var linkHosts []string
 	if private(c.HostConfig.NetworkMode) {
 		spec.Resolver = s.resolver()
-		spec.ClientAddress = s.ClientAddress
+		spec.ClientAddress, spec.ProxyPorts = s.ClientAddress, s.ProxyPorts
 		for i, l := range c.Links {
 			t, err := s.Get(l.ID)
 			if err != nil || !t.IsActive() {
@@ -555,11 +555,19 @@ func (s *Store) Wait(ctx context.Context, c *Container) error {
 	defer f.Close()
 	done := make(chan error, 1)
 	go func() { done <- flock(f, unix.LOCK_SH) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	// An agent that died wedged (wedge_linux.go) would hold the lock for
+	// ever: look for one now and then.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			unwedge(c.Dir, 0)
+		}
 	}
 }
 

@@ -457,14 +457,13 @@ func (s *Store) withState(r *Record) *Container {
 	return c
 }
 
-// agentAlive reports whether an agent holds the container's lock.
+// agentAlive reports whether an agent holds the container's lock; a
+// wedged one (wedge_linux.go) is freed and is not.
 func agentAlive(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, "agent.lock"))
-	if err != nil {
+	if !lockHeld(dir) {
 		return false
 	}
-	defer f.Close()
-	return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil
+	return !unwedge(dir, 2*time.Second) || lockHeld(dir)
 }
 
 // IsActive reports whether the container's agent is running.

@@ -1,0 +1,134 @@
+//go:build linux
+
+package container
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A wedged agent. The agent serves the container's union and also makes
+// calls on it (preload, the user database, the chown emulation). Were it to
+// die in the middle of such a call (a panic, SIGKILL), the thread making the
+// call waits for an answer that no one will give, in a wait no signal ends:
+// the process cannot end while that thread waits, and holds the lock and the
+// union's connection, and every command that waits for the agent would
+// wait for ever. So agent.lock records the agent's pid and the union's
+// FUSE connection ("PID CONN"), and a command that finds the lock held by
+// such a process aborts that connection (/sys/fs/fuse/connections/CONN/abort,
+// which belongs to the user who mounted it, the agent being its root): the
+// call fails, the thread ends, and the lock is free.
+
+// writeLockInfo writes the agent's pid, and with rootfs the union's FUSE
+// connection, into the lock file.
+func writeLockInfo(lock *os.File, rootfs string) {
+	info := strconv.Itoa(os.Getpid())
+	if rootfs != "" {
+		conn, ok := fuseConnection(rootfs)
+		if !ok {
+			return
+		}
+		info += " " + strconv.FormatUint(uint64(conn), 10)
+	}
+	// One write at offset 0: a reader sees either the pid or both.
+	lock.WriteAt([]byte(info+"\n"), 0)
+}
+
+// fuseConnection is the connection number of the FUSE mount at mountpoint
+// in this mount namespace: its device's minor number (major 0), read from
+// mountinfo rather than with a stat, which would be a call on the union.
+func fuseConnection(mountpoint string) (uint32, bool) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		// ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...
+		if len(fs) < 5 || fs[4] != mountpoint {
+			continue
+		}
+		major, minor, ok := strings.Cut(fs[2], ":")
+		n, err := strconv.ParseUint(minor, 10, 32)
+		if !ok || major != "0" || err != nil {
+			return 0, false
+		}
+		return uint32(n), true
+	}
+	return 0, false
+}
+
+// unwedge aborts the union's connection of the container in dir if its
+// lock is held by a dead agent (see above), and then waits up to timeout
+// for the lock to go. It reports whether it aborted.
+func unwedge(dir string, timeout time.Duration) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "agent.lock"))
+	if err != nil {
+		return false
+	}
+	var pid int
+	var conn uint32
+	if n, _ := fmt.Sscan(string(b), &pid, &conn); n != 2 || pid <= 0 || !dying(pid) {
+		return false
+	}
+	abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn)
+	if err := os.WriteFile(abort, []byte("1"), 0); err != nil {
+		return false
+	}
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !lockHeld(dir) {
+			break
+		}
+	}
+	return true
+}
+
+// dying reports whether process pid is stuck on its way out: one of its
+// threads has SIGKILL pending (as each has once the process exits or is
+// killed) and waits uninterruptibly.
+func dying(pid int) bool {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/status")
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		var state string
+		var pending uint64
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "State":
+				state = v
+			case "SigPnd", "ShdPnd":
+				n, _ := strconv.ParseUint(v, 16, 64)
+				pending |= n
+			}
+		}
+		if strings.HasPrefix(state, "D") && pending&(1<<(unix.SIGKILL-1)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// lockHeld reports whether anything holds the container's lock.
+func lockHeld(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "agent.lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) != nil
+}
