@@ -26,6 +26,7 @@ min_free_space = "10%"
 default = "none"
 resolver = "127.0.0.53:53"
 client_address = true
+proxy_ports = true
 [registries]
 insecure = ["localhost:5000"]
 mirrors = { "docker.io" = ["https://mirror.example"] }
@@ -38,7 +39,7 @@ mirrors = { "docker.io" = ["https://mirror.example"] }
 		Root:         "/srv/roost",
 		RunRoot:      "/run/r",
 		MinFreeSpace: "10%",
-		Network:      Network{Default: "none", Resolver: "127.0.0.53:53", ClientAddress: true},
+		Network:      Network{Default: "none", Resolver: "127.0.0.53:53", ClientAddress: true, ProxyPorts: true},
 		Registries: Registries{
 			Insecure: []string{"localhost:5000"},
 			Mirrors:  map[string][]string{"docker.io": {"https://mirror.example"}},

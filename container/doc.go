@@ -5,7 +5,7 @@
 //
 //	containers/<id>/config.json   the Record, written by the CLI (create, rename)
 //	containers/<id>/state.json    the State, written by the agent at each change
-//	containers/<id>/agent.lock    flock held by the agent while it lives
+//	containers/<id>/agent.lock    flock held by the agent while it lives; holds "PID CONN" (wedge_linux.go)
 //	containers/<id>/ctr.log       stdout and stderr, one JSON object a line (Docker's json-file)
 //	containers/<id>/agent.log     what the agent itself had to say
 //	containers/<id>/diff/         the writable layer (package fuse)
@@ -35,7 +35,9 @@
 //     until after it wrote the final state (a --rm container has none: its
 //     directory goes). So a State that says running
 //     while the lock is free means the agent died (kill -9, reboot): the
-//     container is shown exited, and can be started again.
+//     container is shown exited, and can be started again. An agent that
+//     died in a call on its own union holds the lock until a command
+//     aborts that union's connection (wedge_linux.go).
 //   - The container's init dies with the agent (parent-death signal), and the
 //     union mount dies with the agent's mount namespace: nothing is left
 //     mounted or running after a crash.

@@ -6,7 +6,10 @@
 // that has joined the container's network namespace (setns); the bytes then
 // move between the two sockets with splice (io.Copy of two *net.TCPConn).
 // With client addresses (NAT.DialPort) the connection is opened through the
-// netstack instead, from the client's address.
+// netstack instead, from the client's address. By default, though, a TCP
+// port that the container's server binds itself is handed to it as a host
+// socket (PortProxy.HostSocket, handoff_linux.go), and the proxy carries
+// nothing for it.
 //
 // What must hold:
 //   - A thread that joined a container's network namespace never runs other
