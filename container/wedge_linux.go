@@ -4,6 +4,7 @@ package container
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -97,6 +98,16 @@ func unwedge(dir string, timeout time.Duration) bool {
 // threads has SIGKILL pending (as each has once the process exits or is
 // killed) and waits uninterruptibly.
 func dying(pid int) bool {
+	// A quick look first: a wedged process's leader is a zombie, or the
+	// thread that waits.
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'D') {
+		return false
+	}
 	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/status")
 	for _, t := range tasks {
 		b, err := os.ReadFile(t)
