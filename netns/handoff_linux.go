@@ -86,23 +86,10 @@ func (p *PortProxy) HostSocket(template int, addr netip.AddrPort, nsPath string)
 	if !ok {
 		return -1, false, nil
 	}
-	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
-	if err != nil {
-		return -1, true, errnoOf(err)
-	}
-	if err := copySocketOptions(fd, template, family); err != nil {
-		unix.Close(fd)
-		return -1, true, errnoOf(err)
-	}
-	if l := p.listeners[i]; l != nil {
-		// Close waits until the descriptor is closed: the port is free.
-		l.Close()
-		p.listeners[i], p.handed[i] = nil, true
-	}
-	if err := unix.Bind(fd, host); err != nil {
-		unix.Close(fd)
-		p.reclaimLocked(i)
-		return -1, true, errnoOf(err)
+	if fd = p.takeListenerLocked(i, template, family, v6only); fd < 0 {
+		if fd, err = p.bindNewLocked(i, template, family, host); err != nil {
+			return -1, true, err
+		}
 	}
 	// Errors are left out: the port then answers on the host only (a
 	// server binding again finds its earlier forwarder in place).
@@ -114,6 +101,76 @@ func (p *PortProxy) HostSocket(template int, addr netip.AddrPort, nsPath string)
 		go forwardInside(ln, forwardTarget(m, family))
 	}
 	return fd, true, nil
+}
+
+// takeListenerLocked gives up the proxy's own listener of mapping i and
+// returns a duplicate of it, with the blocking mode and options of the
+// container's socket template, where it is of the same kind (family,
+// IPV6_V6ONLY, no SO_REUSEPORT, which only a bind can take): the port then
+// never is free, and connections waiting to be accepted stay for the
+// container's server. -1 where it cannot.
+func (p *PortProxy) takeListenerLocked(i int, template, family int, v6only bool) int {
+	ln, ok := p.listeners[i].(*net.TCPListener)
+	if !ok {
+		return -1
+	}
+	if on, err := unix.GetsockoptInt(template, unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil || on != 0 {
+		return -1
+	}
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	rc.Control(func(l uintptr) {
+		if d, err := unix.FcntlInt(l, unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			fd = d
+		}
+	})
+	if fd < 0 {
+		return -1
+	}
+	if f, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || f != family {
+		unix.Close(fd)
+		return -1
+	}
+	if family == unix.AF_INET6 {
+		if on, err := unix.GetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err != nil || (on != 0) != v6only {
+			unix.Close(fd)
+			return -1
+		}
+	}
+	if err := copySocketOptions(fd, template, family, true); err != nil {
+		unix.Close(fd)
+		return -1
+	}
+	ln.Close() // the duplicate keeps the socket
+	p.listeners[i], p.handed[i] = nil, true
+	return fd
+}
+
+// bindNewLocked makes a socket like template and binds it to host in place
+// of mapping i's listener, if the proxy still has that.
+func (p *PortProxy) bindNewLocked(i int, template, family int, host unix.Sockaddr) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, errnoOf(err)
+	}
+	if err := copySocketOptions(fd, template, family, false); err != nil {
+		unix.Close(fd)
+		return -1, errnoOf(err)
+	}
+	if l := p.listeners[i]; l != nil {
+		// Close waits until the descriptor is closed: the port is free.
+		l.Close()
+		p.listeners[i], p.handed[i] = nil, true
+	}
+	if err := unix.Bind(fd, host); err != nil {
+		unix.Close(fd)
+		p.reclaimLocked(i)
+		return -1, errnoOf(err)
+	}
+	return fd, nil
 }
 
 // mappingLocked is the index of the one TCP mapping of container port
@@ -217,8 +274,9 @@ func forwardTarget(m PortMapping, family int) string {
 
 // copySocketOptions gives fd the blocking mode and the options of the
 // container's socket template that matter for a listening socket and the
-// connections it accepts.
-func copySocketOptions(fd, template, family int) error {
+// connections it accepts; for a socket already bound, those that still can
+// change.
+func copySocketOptions(fd, template, family int, bound bool) error {
 	fl, err := unix.FcntlInt(uintptr(template), unix.F_GETFL, 0)
 	if err != nil {
 		return err
@@ -231,7 +289,6 @@ func copySocketOptions(fd, template, family int) error {
 		return err
 	}
 	opts := []struct{ level, opt int }{
-		{unix.SOL_SOCKET, unix.SO_REUSEPORT},
 		{unix.SOL_SOCKET, unix.SO_KEEPALIVE},
 		{unix.IPPROTO_TCP, unix.TCP_NODELAY},
 		{unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT},
@@ -240,8 +297,11 @@ func copySocketOptions(fd, template, family int) error {
 		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT},
 	}
-	if family == unix.AF_INET6 {
-		opts = append(opts, struct{ level, opt int }{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY})
+	if !bound {
+		opts = append(opts, struct{ level, opt int }{unix.SOL_SOCKET, unix.SO_REUSEPORT})
+		if family == unix.AF_INET6 {
+			opts = append(opts, struct{ level, opt int }{unix.IPPROTO_IPV6, unix.IPV6_V6ONLY})
+		}
 	}
 	for _, o := range opts {
 		v, err := unix.GetsockoptInt(template, o.level, o.opt)

@@ -159,3 +159,41 @@ func TestHostSocket(t *testing.T) {
 		t.Fatalf("after Reclaim: %q, %v; want the proxy", got, err)
 	}
 }
+
+// TestHostSocketKeepsListener: where the container's socket is of the
+// proxy's listener's kind, that listener itself is handed over, and a
+// connection waiting in its backlog reaches the container's server.
+func TestHostSocketKeepsListener(t *testing.T) {
+	p, err := Listen([]PortMapping{{HostIP: "127.0.0.1", ContainerPort: 80, Proto: "tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	// Not served: a connection waits in the listener's backlog.
+	host := fmt.Sprintf("127.0.0.1:%d", p.Bound[0].HostPort)
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tmpl := socketOf(t, unix.AF_INET, unix.SOCK_STREAM, false)
+	if err := unix.SetNonblock(tmpl, true); err != nil {
+		t.Fatal(err)
+	}
+	fd, ok, err := p.HostSocket(tmpl, netip.AddrPortFrom(netip.IPv4Unspecified(), 80), "/nonexistent")
+	if !ok || err != nil {
+		t.Fatalf("bind of a published port: %v, %v", ok, err)
+	}
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+		t.Errorf("the handed socket is not non-blocking as the container's (%#o, %v)", fl, err)
+	}
+	echoOn(t, fd)
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b := make([]byte, 3)
+	if _, err := c.Read(b); err != nil || string(b) != "got" {
+		t.Fatalf("the waiting connection read %q, %v; want the container's server", b, err)
+	}
+	if got, err := read(host); got != "got" {
+		t.Fatalf("a new connection: %q, %v", got, err)
+	}
+}
