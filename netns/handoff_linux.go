@@ -98,7 +98,8 @@ func (p *PortProxy) HostSocket(template int, addr netip.AddrPort, nsPath string)
 			p.inside = map[int][]net.Listener{}
 		}
 		p.inside[i] = append(p.inside[i], ln)
-		go forwardInside(ln, forwardTarget(m, family))
+		target := forwardTarget(m, family)
+		go forward(ln, func(net.Addr) (net.Conn, error) { return net.Dial("tcp", target) })
 	}
 	return fd, true, nil
 }
@@ -369,25 +370,6 @@ func listenIn(nsPath string, family int, v6only bool, addr netip.AddrPort) (net.
 	}()
 	r := <-done
 	return r.ln, r.err
-}
-
-// forwardInside relays each connection ln accepts to target on the host.
-func forwardInside(ln net.Listener, target string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				return
-			}
-			defer out.Close()
-			splice(c.(*net.TCPConn), out.(*net.TCPConn))
-		}()
-	}
 }
 
 func errnoOf(err error) error {

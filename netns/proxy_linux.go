@@ -277,6 +277,12 @@ func (p *PortProxy) dial(network string, port int, from net.Addr) (net.Conn, err
 }
 
 func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
+	forward(ln, func(from net.Addr) (net.Conn, error) { return p.dial("tcp", m.ContainerPort, from) })
+}
+
+// forward relays each connection ln accepts to the one dial makes for it:
+// with splice between two TCP sockets.
+func forward(ln net.Listener, dial func(from net.Addr) (net.Conn, error)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -284,13 +290,15 @@ func (p *PortProxy) serveTCP(ln net.Listener, m PortMapping) {
 		}
 		go func() {
 			defer c.Close()
-			in, err := p.dial("tcp", m.ContainerPort, c.RemoteAddr())
+			in, err := dial(c.RemoteAddr())
 			if err != nil {
 				return
 			}
-			if tc, ok := in.(*net.TCPConn); ok {
-				defer in.Close()
-				splice(c.(*net.TCPConn), tc)
+			defer in.Close()
+			a, aTCP := c.(*net.TCPConn)
+			b, bTCP := in.(*net.TCPConn)
+			if aTCP && bTCP {
+				splice(a, b)
 				return
 			}
 			Relay(c, in)
