@@ -19,8 +19,8 @@ import (
 // filter hands bind(2) to the agent too; the agent answers:
 //
 //   - a bind the port proxy does not take (another port, another kind of
-//     socket, an address other than any or the container's) goes ahead as
-//     the caller asked (SECCOMP_USER_NOTIF_FLAG_CONTINUE), as do calls it
+//     socket, an address other than any or the container's, a process in a
+//     network namespace of its own) goes ahead as the caller asked (SECCOMP_USER_NOTIF_FLAG_CONTINUE), as do calls it
 //     cannot decode: the kernel then gives its own answer;
 //   - otherwise the proxy's host socket for that port takes the place of
 //     the caller's descriptor (SECCOMP_IOCTL_NOTIF_ADDFD with
@@ -51,6 +51,12 @@ func (s *chownServer) answerBind(n *seccompNotif) seccompNotifResp {
 	if !ok {
 		return goOn
 	}
+	// A process that made a network namespace of its own binds there.
+	nsPath := fmt.Sprintf("/proc/%d/ns/net", n.Pid)
+	var st unix.Stat_t
+	if unix.Stat(nsPath, &st) != nil || st.Ino != s.netns {
+		return goOn
+	}
 	pidfd, err := unix.PidfdOpen(int(n.Pid), 0)
 	if err != nil {
 		return goOn
@@ -71,7 +77,7 @@ func (s *chownServer) answerBind(n *seccompNotif) seccompNotifResp {
 	if err != nil {
 		return goOn
 	}
-	host, ok, err := s.ports.HostSocket(template, addr, fmt.Sprintf("/proc/%d/ns/net", n.Pid))
+	host, ok, err := s.ports.HostSocket(template, addr, nsPath)
 	if !ok {
 		return goOn
 	}

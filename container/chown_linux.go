@@ -106,9 +106,11 @@ type chownServer struct {
 	// make it blocking).
 	listener uintptr
 	nrs      map[int32]string
-	// ports, where set, answers bind (bind_linux.go); bindNr is its number.
+	// ports, where set, answers bind (bind_linux.go); bindNr is its number
+	// and netns the container's network namespace (its inode).
 	ports  *netns.PortProxy
 	bindNr int32
+	netns  uint64
 }
 
 // serveNotify answers the calls of listener (the chown family, and bind
@@ -130,7 +132,10 @@ func serveNotify(listener *os.File, m *fuse.Mount, root string, initPid int, por
 		return
 	}
 	if nr, ok := info.SyscallNames["bind"]; ok && ports != nil {
-		s.bindNr = int32(nr)
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", initPid), &st); err == nil {
+			s.bindNr, s.netns = int32(nr), st.Ino
+		}
 	}
 	for _, name := range chownCalls {
 		if nr, ok := info.SyscallNames[name]; ok {

@@ -465,6 +465,42 @@ func TestPublishedPortRestart(t *testing.T) {
 	}
 }
 
+// TestPublishedPortOwnNetns: a process of the container in a network
+// namespace of its own binds there, not to the host's published port.
+func TestPublishedPortOwnNetns(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	site := e.path("site")
+	for dir, body := range map[string]string{"own": "own netns\n", "main": "main\n"} {
+		os.MkdirAll(filepath.Join(site, dir), 0o755)
+		if err := os.WriteFile(filepath.Join(site, dir, "index.html"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := freePort(t)
+	e.ok("run", "-d", "--name", "nets", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "-p", fmt.Sprintf("%d:8080", port), "-v", site+":/srv:ro", img,
+		"sh", "-c", "unshare -n httpd -f -p 8080 -h /srv/own & sleep 0.5; exec httpd -f -p 8080 -h /srv/main")
+	t.Cleanup(func() { e.run("rm", "-f", "nets") })
+	var body string
+	waitFor(t, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200 && listenerOwner(t, port) == "httpd"
+	})
+	if body != "main\n" {
+		t.Errorf("the host port reached %q, want the server in the container's own network namespace", body)
+	}
+	if out := e.ok("exec", "nets", "ps"); strings.Count(out, "httpd -f") != 2 {
+		t.Errorf("both servers should run:\n%s", out)
+	}
+}
+
 // listenerOwner is the command name of the host process that holds the
 // listening TCP socket on port ("" if none is seen, or nothing listens).
 func listenerOwner(t *testing.T, port int) string {
