@@ -334,6 +334,10 @@ func TestNetworkBadInput(t *testing.T) {
 // TestPublishedPortClientAddress: with network.client_address, a published
 // port's connection reaches the container from the client's address (the
 // gateway for the host's loopback); by default it comes from 127.0.0.1.
+// quickHTTP gives up on a request after 5 s: a server that took a
+// connection and never answers fails the test instead of hanging it.
+var quickHTTP = &http.Client{Timeout: 5 * time.Second}
+
 // TestPublishedPortClientAddress: by default the container's server takes
 // its published TCP port as a host socket (the handoff): clients reach it
 // straight, from their own addresses, and it still answers inside. With
@@ -376,7 +380,7 @@ func TestPublishedPortClientAddress(t *testing.T) {
 			get := func(host string, port int) string {
 				var body string
 				fetch := func() bool {
-					resp, err := http.Get(fmt.Sprintf("http://%s/cgi-bin/addr", net.JoinHostPort(host, fmt.Sprint(port))))
+					resp, err := quickHTTP.Get(fmt.Sprintf("http://%s/cgi-bin/addr", net.JoinHostPort(host, fmt.Sprint(port))))
 					if err != nil {
 						return false
 					}
@@ -425,7 +429,10 @@ func TestPublishedPortClientAddress(t *testing.T) {
 				}
 				e.ok("exec", "who", "sh", "-c", "kill $(cat /tmp/httpd.pid)")
 				waitFor(t, func() bool {
-					_, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/addr", port2))
+					resp, err := quickHTTP.Get(fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/addr", port2))
+					if err == nil {
+						resp.Body.Close()
+					}
 					return err != nil
 				})
 			}
@@ -455,7 +462,7 @@ func TestPublishedPortRestart(t *testing.T) {
 			if n < round {
 				return false
 			}
-			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+			resp, err := quickHTTP.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
 			if err != nil {
 				return false
 			}
@@ -484,7 +491,7 @@ func TestPublishedPortOwnNetns(t *testing.T) {
 	t.Cleanup(func() { e.run("rm", "-f", "nets") })
 	var body string
 	waitFor(t, func() bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+		resp, err := quickHTTP.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
 		if err != nil {
 			return false
 		}

@@ -141,12 +141,14 @@ func (p *PortProxy) takeListenerLocked(i int, template, family int, v6only bool)
 			return -1
 		}
 	}
-	if err := copySocketOptions(fd, template, family, true); err != nil {
-		unix.Close(fd)
-		return -1
-	}
-	ln.Close() // the duplicate keeps the socket
+	// Close first: the duplicate shares the listener's blocking mode, and
+	// the proxy's accept loop, made blocking, would wait in accept(2) and
+	// keep Close waiting. The duplicate keeps the socket.
+	ln.Close()
 	p.listeners[i], p.handed[i] = nil, true
+	// Options that cannot be copied leave the defaults: the socket is the
+	// container's now either way.
+	copySocketOptions(fd, template, family, true)
 	return fd
 }
 

@@ -197,3 +197,56 @@ func TestHostSocketKeepsListener(t *testing.T) {
 		t.Fatalf("a new connection: %q, %v", got, err)
 	}
 }
+
+// TestHostSocketWhileServing: the proxy's listener is handed over while
+// its accept loop is busy, to a container socket in blocking mode; the
+// handoff must not wait on that loop (the listener's blocking mode is the
+// container's only once the loop let go of it).
+func TestHostSocketWhileServing(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		p, err := Listen([]PortMapping{{HostIP: "127.0.0.1", ContainerPort: 80, Proto: "tcp"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Serve(&Dialer{done: make(chan struct{}), dial: func(n, a string) (net.Conn, error) {
+			c, s := net.Pipe()
+			go func() { s.Write([]byte("proxy")); s.Close() }()
+			return c, nil
+		}})
+		host := fmt.Sprintf("127.0.0.1:%d", p.Bound[0].HostPort)
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					read(host)
+				}
+			}
+		}()
+		time.Sleep(5 * time.Millisecond)
+		done := make(chan int, 1)
+		go func() {
+			fd, _, _ := p.HostSocket(socketOf(t, unix.AF_INET, unix.SOCK_STREAM, false), netip.AddrPortFrom(netip.IPv4Unspecified(), 80), "/nonexistent")
+			done <- fd
+		}()
+		select {
+		case fd := <-done:
+			if fd < 0 {
+				t.Fatalf("round %d: not handed over", round)
+			}
+			if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+				t.Errorf("round %d: the handed socket is not blocking as the container's (%#o, %v)", round, fl, err)
+			}
+			echoOn(t, fd)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: the handoff waits on the proxy's accept loop", round)
+		}
+		close(stop)
+		if got, err := read(host); got != "got" {
+			t.Fatalf("round %d: after the handoff: %q, %v", round, got, err)
+		}
+		p.Close()
+	}
+}
