@@ -273,6 +273,10 @@ func (p *PortProxy) dial(network string, port int, from net.Addr) (net.Conn, err
 	p.mu.Lock()
 	d := p.dialer
 	p.mu.Unlock()
+	if d == nil {
+		// Closed while the connection was being accepted.
+		return nil, errors.New("port proxy closed")
+	}
 	return d.DialPort(network, port, from)
 }
 
