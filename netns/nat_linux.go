@@ -160,6 +160,12 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv)
 	snd := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 128 << 10, Max: 8 << 20}
 	s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd)
+	// The handlers before the NIC: its readers deliver packets at once,
+	// and would race with setting them.
+	tf := tcp.NewForwarder(s, 0, 1024, n.forwardTCP)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
+	uf := udp.NewForwarder(s, n.forwardUDP)
+	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 	ep, err := fdbased.New(&fdbased.Options{FDs: []int{fd}, MTU: MTU, RXChecksumOffload: true})
 	if err != nil {
 		n.Close()
@@ -181,10 +187,6 @@ func StartNAT(fd int, o NATOptions) (*NAT, error) {
 	s.SetPromiscuousMode(nic, true)
 	s.SetSpoofing(nic, true)
 	s.SetRouteTable([]tcpip.Route{{Destination: header.IPv4EmptySubnet, NIC: nic}})
-	tf := tcp.NewForwarder(s, 0, 1024, n.forwardTCP)
-	s.SetTransportProtocolHandler(tcp.ProtocolNumber, tf.HandlePacket)
-	uf := udp.NewForwarder(s, n.forwardUDP)
-	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 	return n, nil
 }
 
