@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -311,7 +312,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		mounted <- err
 	}()
 	waitMount := sync.OnceValue(func() error { return <-mounted })
-	var ln net.Listener
+	var ln *controlSocket
 	var code int
 	backoff := 100 * time.Millisecond
 	for run := 0; ; run++ {
@@ -1232,27 +1233,86 @@ func (a *agent) readAttach(conn *os.File) {
 }
 
 // listen serves the control socket.
-func (a *agent) listen() net.Listener {
-	if err := os.MkdirAll(filepath.Dir(a.spec.Socket), 0o700); err != nil {
+func (a *agent) listen() *controlSocket {
+	cs := &controlSocket{path: a.spec.Socket, serve: a.serve, winch: make(chan os.Signal, 1)}
+	if err := cs.open(); err != nil {
 		fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
 		return nil
 	}
-	os.Remove(a.spec.Socket)
-	ln, err := net.Listen("unix", a.spec.Socket)
+	signal.Notify(cs.winch, syscall.SIGWINCH)
+	go func() {
+		for range cs.winch {
+			if _, err := os.Stat(cs.path); err == nil {
+				continue
+			}
+			if err := cs.open(); err != nil {
+				fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
+			}
+		}
+	}()
+	return cs
+}
+
+// controlSocket is the agent's control socket. The runtime directory may
+// go while the agent lives (logind removes /run/user/UID when the user's
+// last session ends; a cleaner empties /tmp): a command that finds no
+// socket sends the agent SIGWINCH, which is ignored where not asked for,
+// and the agent makes the socket again (Store.dialAgent).
+type controlSocket struct {
+	path   string
+	serve  func(net.Conn)
+	winch  chan os.Signal
+	mu     sync.Mutex
+	ln     *net.UnixListener
+	closed bool
+}
+
+// open listens at the socket's path, in place of an earlier listener.
+func (cs *controlSocket) open() error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(cs.path), 0o700); err != nil {
+		return err
+	}
+	os.Remove(cs.path)
+	l, err := net.Listen("unix", cs.path)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
-		return nil
+		return err
 	}
+	if cs.ln != nil {
+		cs.ln.SetUnlinkOnClose(false) // the path is the new one's
+		cs.ln.Close()
+	}
+	ln := l.(*net.UnixListener)
+	cs.ln = ln
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go a.serve(c)
+			go cs.serve(c)
 		}
 	}()
-	return ln
+	return nil
+}
+
+// Close stops listening and removes the socket.
+func (cs *controlSocket) Close() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return
+	}
+	cs.closed = true
+	signal.Stop(cs.winch)
+	close(cs.winch)
+	if cs.ln != nil {
+		cs.ln.Close()
+	}
 }
 
 func (a *agent) serve(c net.Conn) {

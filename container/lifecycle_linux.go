@@ -343,7 +343,7 @@ func (s *Store) startPrespawned(c *Container, p *Prespawned, arg []byte) (*Sessi
 // files: the log, the status pipe and the attach socket (the "spawn"
 // request).
 func (s *Store) spawnThrough(t *Container, spec string, files []*os.File) error {
-	conn, err := net.DialTimeout("unix", s.socketPath(t.ID), 5*time.Second)
+	conn, err := s.dialAgent(t)
 	if err != nil {
 		return err
 	}
@@ -477,7 +477,7 @@ func (sess *Session) Resize(rows, cols uint16) {
 
 // request sends one control request to c's agent.
 func (s *Store) request(c *Container, req Request, timeout time.Duration) error {
-	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	conn, err := s.dialAgent(c)
 	if err != nil {
 		if !c.IsActive() {
 			return fmt.Errorf("container %s is not running", c.Name)
@@ -499,6 +499,35 @@ func (s *Store) request(c *Container, req Request, timeout time.Duration) error 
 		return fmt.Errorf("%s: %s", c.Name, rep.Error)
 	}
 	return nil
+}
+
+// dialAgent connects to the control socket of c's agent. Where the socket
+// is gone (its runtime directory was removed) and the agent lives, it asks
+// the agent to make it again (see controlSocket) and dials once more.
+func (s *Store) dialAgent(c *Container) (net.Conn, error) {
+	path := s.socketPath(c.ID)
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err == nil || !(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) {
+		return conn, err
+	}
+	pid := agentPid(c.Dir)
+	if pid <= 0 || unix.Kill(pid, unix.SIGWINCH) != nil {
+		return nil, err
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			return conn, nil
+		}
+	}
+	return nil, err
+}
+
+// killAgent kills c's agent, and so its container, where no request
+// reaches it.
+func killAgent(c *Container) {
+	if pid := agentPid(c.Dir); pid > 0 {
+		unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // Kill sends sig to the container's main process.
@@ -578,7 +607,9 @@ func (s *Store) Remove(c *Container, force, volumes bool) error {
 		if !force {
 			return fmt.Errorf("cannot remove container %s: it is running (%w): stop it first or use -f", c.Name, ErrConflict)
 		}
-		s.request(c, Request{Op: "kill", Signal: int(syscall.SIGKILL)}, 10*time.Second)
+		if s.request(c, Request{Op: "kill", Signal: int(syscall.SIGKILL)}, 10*time.Second) != nil {
+			killAgent(c)
+		}
 		if err := s.Wait(context.Background(), c); err != nil {
 			return err
 		}
@@ -828,7 +859,7 @@ func (s *Store) Exec(c *Container, es ExecSpec) (*Session, error) {
 	if !c.IsActive() {
 		return nil, fmt.Errorf("container %s is not running", c.Name)
 	}
-	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	conn, err := s.dialAgent(c)
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
 	}
@@ -882,7 +913,7 @@ func (s *Store) Procs(c *Container) ([]Proc, error) {
 	if !c.IsActive() {
 		return nil, fmt.Errorf("container %s is not running (%w)", c.Name, ErrConflict)
 	}
-	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	conn, err := s.dialAgent(c)
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
 	}
@@ -906,7 +937,7 @@ func (s *Store) Attach(c *Container) (*Session, error) {
 	if !c.IsActive() {
 		return nil, fmt.Errorf("you cannot attach to a stopped container, start it first")
 	}
-	conn, err := net.DialTimeout("unix", s.socketPath(c.ID), 5*time.Second)
+	conn, err := s.dialAgent(c)
 	if err != nil {
 		return nil, fmt.Errorf("reach the agent of %s: %w", c.Name, err)
 	}

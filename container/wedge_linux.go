@@ -117,6 +117,28 @@ func dying(pid int) bool {
 	return false
 }
 
+// agentPid is the pid of the agent that holds the lock of the container in
+// dir, as the lock file records it, or 0: where the lock is free, or that
+// process is not the container's agent (its command line names dir).
+func agentPid(dir string) int {
+	if !lockHeld(dir) {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "agent.lock"))
+	if err != nil {
+		return 0
+	}
+	var pid int
+	if n, _ := fmt.Sscan(string(b), &pid); n != 1 || pid <= 0 {
+		return 0
+	}
+	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !bytes.Contains(cmd, []byte(dir)) {
+		return 0
+	}
+	return pid
+}
+
 // lockHeld reports whether anything holds the container's lock.
 func lockHeld(dir string) bool {
 	f, err := os.Open(filepath.Join(dir, "agent.lock"))

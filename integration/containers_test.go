@@ -546,6 +546,50 @@ func TestManyDetached(t *testing.T) {
 	waitGone(t)
 }
 
+// TestRuntimeDirRemoved: the runtime directory goes while a container runs
+// (logind removes /run/user/UID when the user's last session ends): exec,
+// stop, start and rm -f still reach its agent.
+func TestRuntimeDirRemoved(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	var rt string
+	for _, line := range strings.Split(e.ok("info"), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Runtime dir:"); ok {
+			rt = strings.TrimSpace(v)
+		}
+	}
+	if rt == "" {
+		t.Fatal("roost info names no runtime dir")
+	}
+	e.ok("run", "-d", "--name", "orphan", img, "sleep", "600")
+	t.Cleanup(func() { e.run("rm", "-f", "orphan") })
+	var socks []string
+	filepath.WalkDir(rt, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "ctl.sock" {
+			socks = append(socks, p)
+		}
+		return nil
+	})
+	if len(socks) == 0 {
+		t.Fatalf("no control socket under the runtime dir %s", rt)
+	}
+	if err := os.RemoveAll(rt); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.ok("exec", "orphan", "echo", "still here"); out != "still here\n" {
+		t.Errorf("exec after the runtime dir went: %q", out)
+	}
+	os.RemoveAll(rt)
+	e.ok("stop", "-t", "1", "orphan")
+	e.ok("start", "orphan")
+	os.RemoveAll(rt)
+	e.ok("rm", "-f", "orphan")
+	if out := e.ok("ps", "-a", "-q"); out != "" {
+		t.Errorf("after rm -f: ps -a -q = %q", out)
+	}
+}
+
 func TestAgentKilled(t *testing.T) {
 	e := newRoost(t)
 	img := runImage(t, e)
