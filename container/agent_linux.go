@@ -217,7 +217,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		return 0, fmt.Errorf("container is already running (%w)", ErrConflict)
 	}
 	defer lock.Close()
-	writeLockInfo(lock, "")
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, fmt.Errorf("make mounts private: %w", err)
 	}
@@ -307,7 +306,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		if err == nil {
 			a.union = m
 			Trace("agent", "fuse-mounted")
-			go writeLockInfo(lock, rootfs)
+			writeLockInfo(lock, rootfs)
 		}
 		mounted <- err
 	}()
@@ -353,6 +352,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			// by an exec at once.
 			ln = a.listen()
 			started(a.state.Pid)
+			if ln != nil {
+				ln.watch()
+			}
 			// An idle agent should cost little: once the container ran
 			// for a second, collect garbage as usual and return what
 			// start-up used (settle). A short one is gone by then; for
@@ -1239,6 +1241,12 @@ func (a *agent) listen() *controlSocket {
 		fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
 		return nil
 	}
+	return cs
+}
+
+// watch makes the socket again whenever SIGWINCH comes and it is gone.
+// Not on the way to the start: nothing needs it that soon.
+func (cs *controlSocket) watch() {
 	signal.Notify(cs.winch, syscall.SIGWINCH)
 	go func() {
 		for range cs.winch {
@@ -1250,7 +1258,6 @@ func (a *agent) listen() *controlSocket {
 			}
 		}
 	}()
-	return cs
 }
 
 // controlSocket is the agent's control socket. The runtime directory may

@@ -26,19 +26,25 @@ import (
 // which belongs to the user who mounted it, the agent being its root): the
 // call fails, the thread ends, and the lock is free.
 
-// writeLockInfo writes the agent's pid, and with rootfs the union's FUSE
-// connection, into the lock file.
+// writeLockInfo writes the agent's pid and the FUSE connection of its
+// union, mounted at rootfs, into the lock file ("PID CONN").
 func writeLockInfo(lock *os.File, rootfs string) {
-	info := strconv.Itoa(os.Getpid())
-	if rootfs != "" {
-		conn, ok := fuseConnection(rootfs)
-		if !ok {
-			return
-		}
-		info += " " + strconv.FormatUint(uint64(conn), 10)
+	if conn, ok := fuseConnection(rootfs); ok {
+		fmt.Fprintf(lock, "%d %d\n", os.Getpid(), conn)
 	}
-	// One write at offset 0: a reader sees either the pid or both.
-	lock.WriteAt([]byte(info+"\n"), 0)
+}
+
+// readLockInfo reads what writeLockInfo wrote for the container in dir
+// (pid 0 where there is nothing).
+func readLockInfo(dir string) (pid int, conn uint32) {
+	b, err := os.ReadFile(filepath.Join(dir, "agent.lock"))
+	if err != nil {
+		return 0, 0
+	}
+	if n, _ := fmt.Sscan(string(b), &pid, &conn); n != 2 || pid <= 0 {
+		return 0, 0
+	}
+	return pid, conn
 }
 
 // fuseConnection is the connection number of the FUSE mount at mountpoint:
@@ -56,13 +62,8 @@ func fuseConnection(mountpoint string) (uint32, bool) {
 // lock is held by a dead agent (see above), and then waits up to timeout
 // for the lock to go. It reports whether it aborted.
 func unwedge(dir string, timeout time.Duration) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "agent.lock"))
-	if err != nil {
-		return false
-	}
-	var pid int
-	var conn uint32
-	if n, _ := fmt.Sscan(string(b), &pid, &conn); n != 2 || pid <= 0 || !dying(pid) {
+	pid, conn := readLockInfo(dir)
+	if pid == 0 || !dying(pid) {
 		return false
 	}
 	abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn)
@@ -124,12 +125,8 @@ func agentPid(dir string) int {
 	if !lockHeld(dir) {
 		return 0
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "agent.lock"))
-	if err != nil {
-		return 0
-	}
-	var pid int
-	if n, _ := fmt.Sscan(string(b), &pid); n != 1 || pid <= 0 {
+	pid, _ := readLockInfo(dir)
+	if pid == 0 {
 		return 0
 	}
 	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")

@@ -48,7 +48,6 @@ func wedgeHelper(args []string) int {
 		fmt.Fprintln(os.Stderr, "lock:", err)
 		return 1
 	}
-	writeLockInfo(lock, "")
 	writeLockInfo(lock, mnt)
 	go os.Stat(filepath.Join(mnt, "x"))
 	time.Sleep(300 * time.Millisecond) // the server has taken the lookup
@@ -78,12 +77,8 @@ func TestWedgedAgent(t *testing.T) {
 	pid := cmd.Process.Pid
 	t.Cleanup(func() {
 		// Should the test fail, the helper must not stay wedged.
-		var p int
-		var conn uint32
-		if b, err := os.ReadFile(filepath.Join(dir, "agent.lock")); err == nil {
-			if n, _ := fmt.Sscan(string(b), &p, &conn); n == 2 {
-				os.WriteFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn), []byte("1"), 0)
-			}
+		if p, conn := readLockInfo(dir); p != 0 {
+			os.WriteFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn), []byte("1"), 0)
 		}
 		cmd.Process.Kill()
 	})

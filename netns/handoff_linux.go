@@ -4,11 +4,9 @@ package netns
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -327,17 +325,8 @@ func listenIn(nsPath string, family int, v6only bool, addr netip.AddrPort) (net.
 	}
 	done := make(chan result, 1)
 	go func() {
-		// Never unlocked: the thread dies with this goroutine.
-		runtime.LockOSThread()
-		ns, err := os.Open(nsPath)
-		if err != nil {
+		if err := joinNetns(nsPath); err != nil {
 			done <- result{nil, err}
-			return
-		}
-		err = unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET)
-		ns.Close()
-		if err != nil {
-			done <- result{nil, fmt.Errorf("join network namespace %s: %w", nsPath, err)}
 			return
 		}
 		fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)

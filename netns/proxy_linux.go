@@ -67,17 +67,8 @@ func NewDialer(nsPath string) (*Dialer, error) {
 	d := &Dialer{reqs: make(chan dialReq), done: make(chan struct{}), spare: make(chan int, 8)}
 	ready := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread dies with this goroutine.
-		runtime.LockOSThread()
-		f, err := os.Open(nsPath)
-		if err != nil {
+		if err := joinNetns(nsPath); err != nil {
 			ready <- err
-			return
-		}
-		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-		f.Close()
-		if err != nil {
-			ready <- fmt.Errorf("join network namespace %s: %w", nsPath, err)
 			return
 		}
 		ready <- nil
@@ -91,6 +82,7 @@ func NewDialer(nsPath string) (*Dialer, error) {
 		for {
 			spare := d.spare
 			if next < 0 {
+				var err error
 				if next, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
 					next, spare = -1, nil
 				} else {
@@ -113,6 +105,22 @@ func NewDialer(nsPath string) (*Dialer, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// joinNetns locks the calling goroutine to its thread, for good (the thread
+// dies with the goroutine), and moves that thread into the network
+// namespace at nsPath.
+func joinNetns(nsPath string) error {
+	runtime.LockOSThread()
+	f, err := os.Open(nsPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("join network namespace %s: %w", nsPath, err)
+	}
+	return nil
 }
 
 // Dial connects inside the namespace.
