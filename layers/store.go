@@ -1,7 +1,6 @@
 package layers
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -215,18 +214,18 @@ func (s *Store) PutLayer(r io.Reader) (v1.Hash, int64, error) {
 		return v1.Hash{}, 0, fmt.Errorf("store layer: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	f, err := os.Create(filepath.Join(dir, "layer.tar"))
+	f, direct, err := createLayerFile(filepath.Join(dir, "layer.tar"))
 	if err != nil {
 		return v1.Hash{}, 0, fmt.Errorf("store layer: %w", err)
 	}
 	h := sha256.New()
 	// Tar headers and small files arrive in small reads: batch the writes.
 	guard := &spaceGuard{w: f, dir: dir, reserve: s.Reserve}
-	bw := bufio.NewWriterSize(guard, 1<<20)
+	bw := newBlockWriter(f, guard, direct)
 	cw := &countingWriter{w: io.MultiWriter(bw, h)}
 	idx, err := indexTar(io.TeeReader(r, cw))
-	if err == nil {
-		err = bw.Flush()
+	if cerr := bw.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		f.Close()
