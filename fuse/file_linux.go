@@ -5,11 +5,14 @@ package fuse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -23,10 +26,21 @@ type upperFile struct {
 	lf  *fs.LoopbackFile
 	fd  int
 	ino uint64
+
+	// Large aligned writes go to the host file through a second
+	// descriptor, opened with O_DIRECT where the upper directory is on a
+	// local disk (see writeDirect). dfd is 0 until the first such write,
+	// -1 where O_DIRECT is not to be used.
+	mu  sync.Mutex
+	dfd int
 }
 
-func newUpperFile(fd int, ino uint64) *upperFile {
-	return &upperFile{lf: fs.NewLoopbackFile(fd).(*fs.LoopbackFile), fd: fd, ino: ino}
+func newUpperFile(u *union, fd int, ino uint64) *upperFile {
+	f := &upperFile{lf: fs.NewLoopbackFile(fd).(*fs.LoopbackFile), fd: fd, ino: ino}
+	if !u.direct {
+		f.dfd = -1
+	}
+	return f
 }
 
 var (
@@ -43,14 +57,88 @@ func (f *upperFile) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadR
 }
 
 func (f *upperFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if len(data) >= directMin && len(data)%directAlign == 0 && off%directAlign == 0 {
+		if n, ok := f.writeDirect(data, off); ok {
+			return n, 0
+		}
+	}
 	return f.lf.Write(ctx, data, off)
+}
+
+// A write into the union fills the FUSE inode's page cache (the kernel
+// keeps what it sends), and the server's pwrite filled the host file's
+// page cache with the same bytes a second time. Large aligned writes (dd,
+// cp, a database's pages) now go to the host file with O_DIRECT: one copy
+// into an aligned buffer that is used again instead of newly allocated
+// page cache, which on this project's VMs costs a fault in the host for
+// every page. Reads are served from the FUSE inode's cache as before, and
+// from the disk once that is dropped.
+const (
+	directMin   = 64 << 10 // smallest write that goes direct
+	directAlign = 4096     // of offset, length and buffer
+)
+
+var directBufs = sync.Pool{New: func() any { b := make([]byte, maxWrite+directAlign); return &b }}
+
+// writeDirect writes data at off with O_DIRECT; ok false says it did not
+// (the file is open for appending, or the host refused O_DIRECT: the
+// caller writes it the usual way, and so does every later write).
+func (f *upperFile) writeDirect(data []byte, off int64) (uint32, bool) {
+	if len(data) > maxWrite {
+		return 0, false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dfd == 0 {
+		f.dfd = -1
+		fl, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_APPEND != 0 || fl&unix.O_ACCMODE == unix.O_RDONLY {
+			return 0, false
+		}
+		fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.fd), unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, false
+		}
+		f.dfd = fd
+	}
+	if f.dfd < 0 {
+		return 0, false
+	}
+	mem := directBufs.Get().(*[]byte)
+	defer directBufs.Put(mem)
+	a := int(-uintptr(unsafe.Pointer(&(*mem)[0])) & (directAlign - 1))
+	buf := (*mem)[a : a+len(data)]
+	copy(buf, data)
+	n, err := unix.Pwrite(f.dfd, buf, off)
+	if err == unix.EINVAL && n <= 0 {
+		unix.Close(f.dfd)
+		f.dfd = -1
+		return 0, false
+	}
+	if err != nil {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// closeDirect closes the O_DIRECT descriptor.
+func (f *upperFile) closeDirect() {
+	f.mu.Lock()
+	if f.dfd > 0 {
+		unix.Close(f.dfd)
+	}
+	f.dfd = -1
+	f.mu.Unlock()
 }
 
 func (f *upperFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	return f.lf.Fsync(ctx, flags)
 }
 
-func (f *upperFile) Release(ctx context.Context) syscall.Errno { return f.lf.Release(ctx) }
+func (f *upperFile) Release(ctx context.Context) syscall.Errno {
+	f.closeDirect()
+	return f.lf.Release(ctx)
+}
 
 func (f *upperFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
 	return f.lf.Lseek(ctx, off, whence)

@@ -14,8 +14,12 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/roost-containers/roost/layers"
 	"golang.org/x/sys/unix"
 )
+
+// maxWrite is the largest WRITE request the kernel sends.
+const maxWrite = 1 << 20
 
 // Options say what to mount.
 type Options struct {
@@ -66,7 +70,7 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 			FsName:           "roost",
 			Name:             "roost",
 			Options:          []string{"default_permissions"},
-			MaxWrite:         1 << 20,
+			MaxWrite:         maxWrite,
 			MaxReadAhead:     1 << 20,
 			Debug:            opts.Debug,
 			Logger:           opts.Logger,
@@ -201,6 +205,7 @@ func openUnion(opts Options) (*union, error) {
 	u := &union{
 		lower:    buildLowerTree(opts.Lowers),
 		upper:    up,
+		direct:   layers.TakesDirectIO(up),
 		work:     work,
 		ids:      newIDMapper(),
 		log:      opts.Logger,

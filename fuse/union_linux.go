@@ -21,12 +21,13 @@ import (
 
 // union is the state of one mounted union filesystem.
 type union struct {
-	lower *lowerTree
-	tars  []*os.File // lower layer tars, by layer index
-	upper string     // host directory of the writable layer's files
-	work  string     // host directory for copy-ups in progress
-	ids   *idMapper
-	log   *log.Logger // nil: quiet
+	lower  *lowerTree
+	tars   []*os.File // lower layer tars, by layer index
+	upper  string     // host directory of the writable layer's files
+	direct bool       // large aligned writes to upper files may use O_DIRECT
+	work   string     // host directory for copy-ups in progress
+	ids    *idMapper
+	log    *log.Logger // nil: quiet
 
 	// mu guards meta and the upper directory's namespace: lookups take it
 	// shared, changes exclusively (and release it with unlock).
@@ -979,7 +980,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, fs.ToErrno(err)
 	}
-	return newUpperFile(fd, u.inoOf(&e)), fuse.FOPEN_KEEP_CACHE, 0
+	return newUpperFile(u, fd, u.inoOf(&e)), fuse.FOPEN_KEEP_CACHE, 0
 }
 
 var _ fs.NodeCreater = (*node)(nil)
@@ -1010,7 +1011,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	u.forgetHostIno(st.Ino)
 	e := entry{path: p, upper: true, st: st}
 	child := n.newChild(ctx, &e, out)
-	return child, newUpperFile(fd, out.Attr.Ino), fuse.FOPEN_KEEP_CACHE, 0
+	return child, newUpperFile(u, fd, out.Attr.Ino), fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // mkObject creates a non-regular object at name with make and records its

@@ -41,11 +41,17 @@ var directFS = map[int64]bool{
 	unix.F2FS_SUPER_MAGIC:  true,
 }
 
+// TakesDirectIO reports whether dir is on a filesystem where roost writes
+// large files with O_DIRECT (a local disk filesystem).
+func TakesDirectIO(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && directFS[int64(st.Type)]
+}
+
 // createLayerFile creates a new file for a layer tar at path and says
 // whether it is open with O_DIRECT.
 func createLayerFile(path string) (*os.File, bool, error) {
-	var st unix.Statfs_t
-	if unix.Statfs(filepath.Dir(path), &st) == nil && directFS[int64(st.Type)] {
+	if TakesDirectIO(filepath.Dir(path)) {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o666)
 		if err == nil {
 			return f, true, nil
