@@ -21,7 +21,8 @@
 //   - A layer is kept as the tar it was given (so its diff ID is the hash of the file)
 //     plus an index, so a union filesystem can serve any file with one pread at the
 //     recorded offset and metadata comes straight from the tar headers: no extraction,
-//     no chown, no subuid range needed, and a layer is one file on NFS.
+//     no chown, no subuid range needed, and a layer is one file on NFS. On local
+//     disk filesystems the tar is written with O_DIRECT (direct.go).
 //   - Blobs are verified on every read; layer tars are verified whenever they are
 //     streamed whole (save, push) and the error names the digest.
 //   - Writers that add layers or blobs hold gc.lock shared for their whole run; prune
