@@ -24,10 +24,11 @@ import (
 // agent ↔ init: the agent passes init a JSON InitSpec on a pipe (fd 3), and an
 // exec-status pipe (fd 4) that init closes by exec'ing (success) or writes one
 // JSON ExecError to; with a terminal, a socket (fd 5) over which init sends
-// the pty master with SCM_RIGHTS; with a single id mapped, a socket (the
-// descriptor InitSpec.NotifySocket names) over which init sends the listener
-// of its seccomp filter for the chown family, with SCM_RIGHTS, before it
-// execs (chown_linux.go). exec's process does the same.
+// the pty master with SCM_RIGHTS; with a single id mapped or published TCP
+// ports to hand over, a socket (the descriptor InitSpec.NotifySocket names)
+// over which init sends the listener of its seccomp filter for the chown
+// family and bind, with SCM_RIGHTS, before it execs (chown_linux.go,
+// bind_linux.go). exec's process does the same.
 
 // Started is the agent's report on starting a container.
 type Started struct {

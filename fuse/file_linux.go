@@ -12,10 +12,10 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/roost-containers/roost/layers"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,9 +57,9 @@ func (f *upperFile) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadR
 }
 
 func (f *upperFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if len(data) >= directMin && len(data)%directAlign == 0 && off%directAlign == 0 {
-		if n, ok := f.writeDirect(data, off); ok {
-			return n, 0
+	if len(data) >= directMin && len(data) <= layers.DirectBlock && len(data)%layers.DirectAlign == 0 && off%layers.DirectAlign == 0 {
+		if n, errno, ok := f.writeDirect(data, off); ok {
+			return n, errno
 		}
 	}
 	return f.lf.Write(ctx, data, off)
@@ -73,52 +73,44 @@ func (f *upperFile) Write(ctx context.Context, data []byte, off int64) (uint32, 
 // page cache, which on this project's VMs costs a fault in the host for
 // every page. Reads are served from the FUSE inode's cache as before, and
 // from the disk once that is dropped.
-const (
-	directMin   = 64 << 10 // smallest write that goes direct
-	directAlign = 4096     // of offset, length and buffer
-)
+// directMin is the smallest write that goes direct.
+const directMin = 64 << 10
 
-var directBufs = sync.Pool{New: func() any { b := make([]byte, maxWrite+directAlign); return &b }}
-
-// writeDirect writes data at off with O_DIRECT; ok false says it did not
-// (the file is open for appending, or the host refused O_DIRECT: the
-// caller writes it the usual way, and so does every later write).
-func (f *upperFile) writeDirect(data []byte, off int64) (uint32, bool) {
-	if len(data) > maxWrite {
-		return 0, false
-	}
+// writeDirect writes data, at most a layers.DirectBlock, at off with
+// O_DIRECT; ok false says it did not (the file is open for appending, or
+// the host refused O_DIRECT): the caller writes it the usual way, and so
+// does every later write.
+func (f *upperFile) writeDirect(data []byte, off int64) (n uint32, errno syscall.Errno, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.dfd == 0 {
 		f.dfd = -1
 		fl, err := unix.FcntlInt(uintptr(f.fd), unix.F_GETFL, 0)
 		if err != nil || fl&unix.O_APPEND != 0 || fl&unix.O_ACCMODE == unix.O_RDONLY {
-			return 0, false
+			return 0, 0, false
 		}
 		fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.fd), unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return 0, false
+			return 0, 0, false
 		}
 		f.dfd = fd
 	}
 	if f.dfd < 0 {
-		return 0, false
+		return 0, 0, false
 	}
-	mem := directBufs.Get().(*[]byte)
-	defer directBufs.Put(mem)
-	a := int(-uintptr(unsafe.Pointer(&(*mem)[0])) & (directAlign - 1))
-	buf := (*mem)[a : a+len(data)]
-	copy(buf, data)
-	n, err := unix.Pwrite(f.dfd, buf, off)
-	if err == unix.EINVAL && n <= 0 {
+	buf := layers.DirectBlocks.Get().(*[]byte)
+	defer layers.DirectBlocks.Put(buf)
+	block := (*buf)[:copy(*buf, data)]
+	written, err := unix.Pwrite(f.dfd, block, off)
+	if err == unix.EINVAL {
 		unix.Close(f.dfd)
 		f.dfd = -1
-		return 0, false
+		return 0, 0, false
 	}
 	if err != nil {
-		return 0, false
+		return 0, fs.ToErrno(err), true
 	}
-	return uint32(n), true
+	return uint32(written), 0, true
 }
 
 // closeDirect closes the O_DIRECT descriptor.

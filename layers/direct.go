@@ -28,9 +28,22 @@ import (
 // ordinary ones in the same blocks.
 
 const (
-	directBlock = 1 << 20 // bytes per write
-	directAlign = 4096    // of buffer address, file offset and length
+	// DirectBlock is the size of the buffers in DirectBlocks: the bytes
+	// per write of a layer tar.
+	DirectBlock = 1 << 20
+	// DirectAlign is the alignment O_DIRECT is given here: of the buffer's
+	// address, the file offset and the length.
+	DirectAlign = 4096
 )
+
+// DirectBlocks holds buffers (*[]byte) of DirectBlock bytes at addresses
+// aligned for O_DIRECT, for writers to use again.
+var DirectBlocks = sync.Pool{New: func() any {
+	b := make([]byte, DirectBlock+DirectAlign)
+	off := int(-uintptr(unsafe.Pointer(&b[0])) & (DirectAlign - 1))
+	b = b[off : off+DirectBlock]
+	return &b
+}}
 
 // directFS are the filesystems (statfs f_type) that take layer tars with
 // O_DIRECT: local disk filesystems.
@@ -73,18 +86,13 @@ type blockWriter struct {
 	f      *os.File
 	w      io.Writer
 	direct bool
-	mem    *[]byte // from blockBufs
-	buf    []byte  // the aligned block within mem
+	buf    *[]byte // from DirectBlocks
 	n      int     // bytes waiting in buf
 	err    error
 }
 
-var blockBufs = sync.Pool{New: func() any { b := make([]byte, directBlock+directAlign); return &b }}
-
 func newBlockWriter(f *os.File, w io.Writer, direct bool) *blockWriter {
-	mem := blockBufs.Get().(*[]byte)
-	off := int(-uintptr(unsafe.Pointer(&(*mem)[0])) & (directAlign - 1))
-	return &blockWriter{f: f, w: w, direct: direct, mem: mem, buf: (*mem)[off : off+directBlock]}
+	return &blockWriter{f: f, w: w, direct: direct, buf: DirectBlocks.Get().(*[]byte)}
 }
 
 func (b *blockWriter) Write(p []byte) (int, error) {
@@ -93,11 +101,11 @@ func (b *blockWriter) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
-		c := copy(b.buf[b.n:], p)
+		c := copy((*b.buf)[b.n:], p)
 		b.n += c
 		written += c
 		p = p[c:]
-		if b.n == len(b.buf) {
+		if b.n == DirectBlock {
 			if b.err = b.flush(); b.err != nil {
 				return written, b.err
 			}
@@ -111,16 +119,17 @@ func (b *blockWriter) flush() error {
 	if b.n == 0 {
 		return nil
 	}
-	if b.direct && b.n%directAlign != 0 {
+	if b.direct && b.n%DirectAlign != 0 {
 		if err := b.buffered(); err != nil {
 			return err
 		}
 	}
-	_, err := b.w.Write(b.buf[:b.n])
+	block := (*b.buf)[:b.n]
+	_, err := b.w.Write(block)
 	if err != nil && b.direct && errors.Is(err, unix.EINVAL) {
 		// The filesystem took the open but not the write.
 		if err = b.buffered(); err == nil {
-			_, err = b.w.Write(b.buf[:b.n])
+			_, err = b.w.Write(block)
 		}
 	}
 	b.n = 0
@@ -153,9 +162,9 @@ func (b *blockWriter) Close() error {
 	if b.err == nil {
 		b.err = b.flush()
 	}
-	if b.mem != nil {
-		blockBufs.Put(b.mem)
-		b.mem, b.buf = nil, nil
+	if b.buf != nil {
+		DirectBlocks.Put(b.buf)
+		b.buf = nil
 	}
 	if b.err != nil {
 		return b.err

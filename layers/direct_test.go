@@ -89,7 +89,7 @@ func cachedPages(t *testing.T, path string) int {
 func TestBlockWriterDirect(t *testing.T) {
 	dir := localDiskDir(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, size := range []int{0, 1, 4095, directAlign, directBlock - 1, directBlock, directBlock + 1, 3*directBlock + 12345} {
+	for _, size := range []int{0, 1, 4095, DirectAlign, DirectBlock - 1, DirectBlock, DirectBlock + 1, 3*DirectBlock + 12345} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
 			data := make([]byte, size)
 			for i := range data {
@@ -119,7 +119,7 @@ func TestBlockWriterDirect(t *testing.T) {
 			}
 			// Only the last, partial block may be cached (written after
 			// O_DIRECT was cleared).
-			tail := size % directBlock
+			tail := size % DirectBlock
 			if got, most := cachedPages(t, path), (tail+os.Getpagesize()-1)/os.Getpagesize(); got > most {
 				t.Errorf("%d pages of the file are cached; written with O_DIRECT, at most the %d of the tail may be", got, most)
 			}
@@ -158,7 +158,7 @@ func TestBlockWriterRefused(t *testing.T) {
 		t.Fatalf("createLayerFile: direct %v, %v", direct, err)
 	}
 	defer f.Close()
-	data := bytes.Repeat([]byte("roost"), directBlock/2)
+	data := bytes.Repeat([]byte("roost"), DirectBlock/2)
 	bw := newBlockWriter(f, &einvalOnce{f: f}, direct)
 	if _, err := bw.Write(data); err != nil {
 		t.Fatalf("write after EINVAL: %v", err)
