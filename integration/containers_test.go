@@ -235,9 +235,7 @@ func TestRunErrors(t *testing.T) {
 func TestDetachedLifecycle(t *testing.T) {
 	e := newRoost(t)
 	img := runImage(t, e)
-	site := e.path("site")
-	os.MkdirAll(site, 0o755)
-	os.WriteFile(filepath.Join(site, "index.html"), []byte("hi\n"), 0o644)
+	site := e.site("hi\n")
 	envFile := e.path("f.env")
 	os.WriteFile(envFile, []byte("# comment\nFROMFILE=yes\n"), 0o644)
 	id := strings.TrimSpace(e.ok("run", "-d", "--name", "web", "-e", "A=1", "--env-file", envFile,

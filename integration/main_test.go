@@ -124,6 +124,20 @@ func (e *roostEnv) path(elem ...string) string {
 	return filepath.Join(append([]string{e.dir}, elem...)...)
 }
 
+// site makes a web root under the test's temp dir whose index.html holds
+// body, for httpd -h.
+func (e *roostEnv) site(body string) string {
+	e.t.Helper()
+	dir := e.path("site")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return dir
+}
+
 // result is what one command did.
 type result struct {
 	args           []string

@@ -259,9 +259,7 @@ func TestNetworkLinks(t *testing.T) {
 	e := newRoost(t)
 	img := runImage(t, e)
 	e.importTar(e.path("runimage.tar"), "dbimage", "--change", "EXPOSE 5432", "--change", `CMD ["sh"]`)
-	site := e.path("site")
-	os.MkdirAll(site, 0o755)
-	os.WriteFile(filepath.Join(site, "index.html"), []byte("hello from db\n"), 0o644)
+	site := e.site("hello from db\n")
 	e.ok("run", "-d", "--name", "db", "--hostname", "dbhost", "-e", "DB_FLAVOUR=httpd", "-v", site+":/srv:ro",
 		"dbimage", "httpd", "-f", "-p", "5432", "-h", "/srv")
 	t.Cleanup(func() { e.run("rm", "-f", "db") })
@@ -446,11 +444,7 @@ func TestPublishedPortRestart(t *testing.T) {
 	t.Parallel()
 	e := newRoost(t)
 	img := runImage(t, e)
-	site := e.path("site")
-	os.MkdirAll(site, 0o755)
-	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte("up\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	site := e.site("up\n")
 	port := freePort(t)
 	// httpd goes to the background; the container ends after a second.
 	e.ok("run", "-d", "--restart", "always", "--name", "again", "-p", fmt.Sprintf("%d:8080", port), "-v", site+":/srv:ro", img, "sh", "-c", "httpd -p 8080 -h /srv; sleep 1")
@@ -541,9 +535,7 @@ func TestNetworkContainerMode(t *testing.T) {
 	t.Parallel()
 	e := newRoost(t)
 	img := runImage(t, e)
-	site := e.path("site")
-	os.MkdirAll(site, 0o755)
-	os.WriteFile(filepath.Join(site, "index.html"), []byte("hello from web's loopback\n"), 0o644)
+	site := e.site("hello from web's loopback\n")
 	e.ok("run", "-d", "--name", "web", "-v", site+":/srv:ro", img, "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/srv")
 	t.Cleanup(func() { e.run("rm", "-f", "web") })
 	waitFor(t, func() bool { return e.run("exec", "web", "wget", "-qO-", "http://127.0.0.1:8080/index.html").code == 0 })

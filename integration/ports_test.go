@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,9 +24,7 @@ func freePort(t *testing.T) int {
 func TestPublishedPorts(t *testing.T) {
 	e := newRoost(t)
 	img := runImage(t, e)
-	site := e.path("site")
-	os.MkdirAll(site, 0o755)
-	os.WriteFile(filepath.Join(site, "index.html"), []byte("hello through the proxy\n"), 0o644)
+	site := e.site("hello through the proxy\n")
 	port := freePort(t)
 	e.ok("run", "-d", "--name", "web", "-p", fmt.Sprintf("%d:8080", port), "-p", "127.0.0.1::8080",
 		"-v", site+":/srv:ro", img, "httpd", "-f", "-p", "8080", "-h", "/srv")
