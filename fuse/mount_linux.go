@@ -31,6 +31,12 @@ type Options struct {
 	// Ephemeral marks a writable layer that is thrown away after unmount
 	// (run --rm): its metadata journal is never synced to disk.
 	Ephemeral bool
+	// MountTargets are paths in the union ("etc/hosts") to give an empty
+	// file, root's, mode 0644, where the union has nothing, before the
+	// mount: targets for bind mounts, made without a request through the
+	// kernel each. A path that exists (a symlink too), or whose directory
+	// does not, is left alone.
+	MountTargets []string
 	// Logger, when set, receives go-fuse's warnings; with Debug, every request.
 	Logger *log.Logger
 	Debug  bool
@@ -56,6 +62,12 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 	u, err := openUnion(opts)
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range opts.MountTargets {
+		if errno := u.makeTarget(p); errno != 0 {
+			u.close()
+			return nil, fmt.Errorf("create mount target %s: %w", p, errno)
+		}
 	}
 	root := &node{u: u}
 	entryTimeout, negTimeout := lowerTimeout, lowerTimeout

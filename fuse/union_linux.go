@@ -415,6 +415,36 @@ func (u *union) ensureUpperDir(p string) syscall.Errno {
 	return u.copyUp(p, true)
 }
 
+// makeTarget creates an empty regular file at p, root's, mode 0644, where
+// the union has nothing at p and p's directory is one (see
+// Options.MountTargets).
+func (u *union) makeTarget(p string) syscall.Errno {
+	u.lock()
+	defer u.unlock()
+	dir := path.Dir(p)
+	if d, errno := u.resolve(dir); errno != 0 || !d.exists() || !d.isDir() {
+		return 0
+	}
+	if e, errno := u.resolve(p); errno != 0 || e.exists() {
+		return 0
+	}
+	if errno := u.ensureUpperDir(dir); errno != 0 {
+		return errno
+	}
+	hp := u.hostPath(p)
+	if err := writeEmpty(hp); err != nil {
+		return fs.ToErrno(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(hp, &st); err != nil {
+		return fs.ToErrno(err)
+	}
+	u.created(p, &st, u.newAttr(context.Background(), dir, syscall.S_IFREG|0o644))
+	u.forgetPathIno(p, false)
+	u.forgetHostIno(st.Ino)
+	return 0
+}
+
 // removed updates the metadata after the upper object at p (if any) is gone:
 // when the lower layers still have p, a whiteout hides it. dir says whether
 // it was a directory.

@@ -607,3 +607,38 @@ func TestPosix(t *testing.T) {
 func shownID(id uint32) uint32 {
 	return newIDMapper().uid(id)
 }
+
+// TestMountTargets: Options.MountTargets gives an empty file, root's, mode
+// 0644, where the union has nothing, and leaves alone what is there (a
+// file, a symlink) and a path whose directory is missing; the files stay
+// after a remount.
+func TestMountTargets(t *testing.T) {
+	t.Parallel()
+	tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir(), lowers: storeLayers(t, []tarEntry{
+		dir("etc"), reg("etc/hostname", "image"), dir("run"),
+		{name: "etc/resolv.conf", typ: tar.TypeSymlink, link: "../run/resolv.conf"},
+	})}
+	m, err := New(tu.mnt, Options{Lowers: tu.lowers, Writable: tu.writable,
+		MountTargets: []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", "nodir/x", "run/sub/y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.m = m
+	t.Cleanup(func() {
+		if tu.m != nil {
+			tu.unmount()
+		}
+	})
+	want := []string{"etc/", "etc/hostname=image", "etc/hosts=", "etc/resolv.conf->../run/resolv.conf", "run/"}
+	for _, when := range []string{"mounted", "remounted"} {
+		if got := tu.tree(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: tree\n%s\nwant\n%s", when, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		st := lstat(t, tu.path("etc/hosts"))
+		if st.Mode != syscall.S_IFREG|0o644 || st.Uid != shownID(0) || st.Gid != shownID(0) || st.Size != 0 {
+			t.Errorf("%s: etc/hosts: mode %o, owner %d:%d, size %d; want an empty file, mode 644, root's", when, st.Mode, st.Uid, st.Gid, st.Size)
+		}
+		tu.unmount()
+		tu.mount()
+	}
+}
