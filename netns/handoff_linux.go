@@ -325,7 +325,7 @@ func listenIn(nsPath string, family int, v6only bool, addr netip.AddrPort) (net.
 	}
 	done := make(chan result, 1)
 	go func() {
-		if err := joinNetns(nsPath); err != nil {
+		if err := JoinNetns(nsPath); err != nil {
 			done <- result{nil, err}
 			return
 		}

@@ -67,7 +67,7 @@ func NewDialer(nsPath string) (*Dialer, error) {
 	d := &Dialer{reqs: make(chan dialReq), done: make(chan struct{}), spare: make(chan int, 8)}
 	ready := make(chan error, 1)
 	go func() {
-		if err := joinNetns(nsPath); err != nil {
+		if err := JoinNetns(nsPath); err != nil {
 			ready <- err
 			return
 		}
@@ -107,10 +107,10 @@ func NewDialer(nsPath string) (*Dialer, error) {
 	return d, nil
 }
 
-// joinNetns locks the calling goroutine to its thread, for good (the thread
+// JoinNetns locks the calling goroutine to its thread, for good (the thread
 // dies with the goroutine), and moves that thread into the network
 // namespace at nsPath.
-func joinNetns(nsPath string) error {
+func JoinNetns(nsPath string) error {
 	runtime.LockOSThread()
 	f, err := os.Open(nsPath)
 	if err != nil {
