@@ -93,8 +93,9 @@ type agent struct {
 	attach    *FrameWriter
 	attachMu  sync.Mutex
 	attachers map[*FrameWriter]bool
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	// proc is the container's process (its init, or the command itself).
+	proc   *os.Process
+	exited chan struct{}
 	// stopping is closed when stop or kill asked the container to end: the
 	// restart policy then no longer applies.
 	stopping chan struct{}
@@ -153,6 +154,16 @@ func runAgent(args []string) int {
 		}
 	}
 	Trace("agent", "start")
+	// The container's processes get the open-file limit at its hard value,
+	// as Podman gives it: a process the agent forks has the agent's, which
+	// the Go runtime raised (to one below), and init and exec get it too
+	// once the agent set it (the runtime gives its children back the limit
+	// it started with, unless the program set one).
+	var nofile syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil && nofile.Cur != nofile.Max {
+		nofile.Cur = nofile.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	}
 	prespawned := len(args) == 2 && args[0] == specOnStdin
 	var dir string
 	if prespawned {
@@ -217,6 +228,11 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		return 0, fmt.Errorf("container is already running (%w)", ErrConflict)
 	}
 	defer lock.Close()
+	// What an earlier agent wrote names a process that no longer holds
+	// the lock (see unwedge).
+	if err := lock.Truncate(0); err != nil {
+		return 0, err
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, fmt.Errorf("make mounts private: %w", err)
 	}
@@ -302,7 +318,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			}
 			a.lowers = lowers
 		}
-		m, err = fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable, Ephemeral: a.spec.AutoRemove})
+		m, err = fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable, Ephemeral: a.spec.AutoRemove, MountTargets: a.etcTargets()})
 		if err == nil {
 			a.union = m
 			Trace("agent", "fuse-mounted")
@@ -329,7 +345,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			// Each start is a new network namespace: dial into this one.
 			var d *netns.Dialer
 			if d, err = netns.NewDialer(fmt.Sprintf("/proc/%d/ns/net", a.state.Pid)); err != nil {
-				a.cmd.Process.Kill()
+				a.proc.Kill()
 				a.wait()
 				code = 125
 			} else {
@@ -696,6 +712,37 @@ func (a *agent) finish(code int, errMsg string) {
 // Where ready is set, init is sent its spec only once ready returned, and
 // start fails with ready's error.
 func (a *agent) start(rootfs string, ready func() error) (int, error) {
+	init := a.initSpec(rootfs)
+	if a.direct(&init) {
+		code, err := a.startDirect(&init, ready)
+		if !errors.Is(err, errNoDirect) {
+			return code, err
+		}
+		Trace("agent", "no-direct")
+	}
+	return a.startInit(init, ready)
+}
+
+// etcTargets are the union's paths that bindEtcFiles binds the container's
+// /etc files onto, for the union to create where the image lacks them
+// (fuse.Options.MountTargets): none where a mount of the container's may
+// cover them, which bindEtcFiles leaves to init.
+func (a *agent) etcTargets() []string {
+	in := &a.spec.Init
+	if len(in.Mounts) > 0 || len(in.Devices) > 0 {
+		return nil
+	}
+	var ts []string
+	for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+		if _, err := os.Stat(filepath.Join(a.spec.Dir, f)); err == nil {
+			ts = append(ts, "etc/"+f)
+		}
+	}
+	return ts
+}
+
+// initSpec is the spec of the container's init for this run.
+func (a *agent) initSpec(rootfs string) InitSpec {
 	init := a.spec.Init
 	init.Rootfs = rootfs
 	init.EtcFiles = map[string]string{}
@@ -710,6 +757,13 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 			init.AptConf = p
 		}
 	}
+	return init
+}
+
+// startInit clones the container's init, which sets the container up and
+// execs the command, and waits until it did.
+func (a *agent) startInit(init InitSpec, ready func() error) (int, error) {
+	rootfs := init.Rootfs
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return 125, err
@@ -810,7 +864,7 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	if notifyChild != nil {
 		notifyChild.Close() // init's alone now: EOF when it goes
 	}
-	a.cmd = cmd
+	a.proc = cmd.Process
 	a.mu.Lock()
 	a.exited = make(chan struct{})
 	a.mu.Unlock()
@@ -853,7 +907,7 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	if init.NetworkPending {
 		// While init sets up the container; it execs the command once
 		// the pipe closes.
-		if err := a.startNetwork(cmd.Process.Pid); err != nil {
+		if err := a.startNetwork(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)); err != nil {
 			specW.Close()
 			cmd.Process.Kill()
 			// Init may have failed first, and taken its namespace along:
@@ -892,15 +946,21 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 			go serveNotify(l, a.union, rootfs, cmd.Process.Pid, a.handoff)
 		}
 	}
+	return a.running(stdout, stderr)
+}
+
+// running records the container's process (a.proc) as running and copies
+// its output (the console's, or stdout and stderr) to the log.
+func (a *agent) running(stdout, stderr *os.File) (int, error) {
 	if a.cg != nil {
 		if err := a.cg.limitPids(); err != nil {
-			cmd.Process.Kill()
+			a.proc.Kill()
 			a.wait()
 			return 125, err
 		}
 	}
 	a.mu.Lock()
-	a.state = State{Status: "running", Running: true, Pid: cmd.Process.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports, RestartCount: a.restarts}
+	a.state = State{Status: "running", Running: true, Pid: a.proc.Pid, StartedAt: time.Now().UTC(), AgentPid: os.Getpid(), Ports: a.ports, RestartCount: a.restarts}
 	writeState(a.spec.Dir, &a.state)
 	a.mu.Unlock()
 	if a.console != nil {
@@ -930,16 +990,16 @@ func (a *agent) privateNetwork() bool {
 	return private(a.spec.Network)
 }
 
-// startNetwork gives the network namespace of init pid its interface and
+// startNetwork gives the network namespace at nsPath its interface and
 // serves it; the network of a previous run ends. The last one is never
 // closed: the agent's exit ends it, and closing it first would only delay
 // that exit (its goroutines take tens of milliseconds to wind down).
-func (a *agent) startNetwork(pid int) error {
+func (a *agent) startNetwork(nsPath string) error {
 	if old := a.nat; old != nil {
 		go old.Close()
 		a.nat = nil
 	}
-	fd, err := netns.OpenTUN(fmt.Sprintf("/proc/%d/ns/net", pid))
+	fd, err := netns.OpenTUN(nsPath)
 	if err != nil {
 		return err
 	}
@@ -1155,13 +1215,8 @@ func (a *agent) startPinned(cmd *exec.Cmd, netNS string) error {
 	go func() {
 		runtime.LockOSThread()
 		if netNS != "" {
-			f, err := os.Open(netNS)
-			if err == nil {
-				err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
-				f.Close()
-			}
-			if err != nil {
-				errc <- fmt.Errorf("join the network namespace %s: %w", netNS, err)
+			if err := netns.JoinNetns(netNS); err != nil {
+				errc <- err
 				return
 			}
 		} else {
@@ -1178,7 +1233,7 @@ func (a *agent) startPinned(cmd *exec.Cmd, netNS string) error {
 
 // wait waits for the container's init and returns its exit status.
 func (a *agent) wait() int {
-	err := a.cmd.Wait()
+	ps, err := a.proc.Wait()
 	Trace("agent", "reaped")
 	close(a.reaped)
 	// Output written before exit is still in the pipes: drain it.
@@ -1189,17 +1244,13 @@ func (a *agent) wait() int {
 	case <-time.After(5 * time.Second):
 	}
 	close(a.exited)
-	if err == nil {
-		return 0
+	if err != nil {
+		return 125
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
 	}
-	return 125
+	return ps.ExitCode()
 }
 
 // readAttach takes stdin, resize and close frames from the attached CLI.
@@ -1444,7 +1495,7 @@ func (a *agent) signal(sig syscall.Signal) error {
 		return errors.New("container is not running")
 	default:
 	}
-	return a.cmd.Process.Signal(sig)
+	return a.proc.Signal(sig)
 }
 
 // pause freezes the container's processes. There is no delegated cgroup

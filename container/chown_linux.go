@@ -81,12 +81,16 @@ func notifySocket() (agentEnd, child *os.File, err error) {
 // (nil when the child went before sending it) and closes the socket.
 func recvListener(sock *os.File) *os.File {
 	defer sock.Close()
-	fd := recvFd(sock)
+	return listenerFile(recvFd(sock))
+}
+
+// listenerFile is the seccomp listener fd as a file for serveNotify (nil
+// for fd -1): non-blocking, so that the runtime's poller waits for calls,
+// and a listener whose processes are all gone then reports a hang-up.
+func listenerFile(fd int) *os.File {
 	if fd < 0 {
 		return nil
 	}
-	// Non-blocking, so that the runtime's poller waits for calls: a
-	// listener whose processes are all gone then reports a hang-up.
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
 		return nil

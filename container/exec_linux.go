@@ -368,7 +368,7 @@ func execInContainer() error {
 			return err
 		}
 	}
-	env, err := becomeUser(&spec)
+	env, err := becomeUser(&spec, nil)
 	if err != nil {
 		return err
 	}

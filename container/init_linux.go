@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -87,6 +86,57 @@ func initContainer() error {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("new mount namespace: %w", err)
 	}
+	root := spec.Rootfs
+	if err := prepareRoot(&spec, -1); err != nil {
+		return err
+	}
+	Trace("init", "etc-mounted")
+	if spec.Tty {
+		if err := setupConsole(root); err != nil {
+			return err
+		}
+	}
+	var tini *os.File
+	if spec.Init {
+		var err error
+		if tini, err = sealedCopy(); err != nil {
+			return err
+		}
+	}
+	Trace("init", "mounted")
+	if err := enterRoot(&spec); err != nil {
+		return err
+	}
+	Trace("init", "pivoted")
+	for _, rl := range spec.Rlimits {
+		res, ok := rlimitNames[rl.Name]
+		if !ok {
+			return failf(125, "unknown ulimit %q", rl.Name)
+		}
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: uint64(rl.Soft), Max: uint64(rl.Hard)}); err != nil {
+			return failf(125, "set ulimit %s=%d:%d: %w", rl.Name, rl.Soft, rl.Hard, err)
+		}
+	}
+	env, err := becomeUser(&spec, nil)
+	if err != nil {
+		return err
+	}
+	if err := workdir(spec.Cwd); err != nil {
+		return err
+	}
+	if spec.NetworkPending {
+		// The agent closes the pipe once eth0 is up, or kills us.
+		io.Copy(io.Discard, specFile)
+		Trace("init", "network-seen")
+	}
+	return execCommand(spec.Args, env, tini)
+}
+
+// prepareRoot mounts what the container sees under spec.Rootfs, in this
+// thread's own mount namespace: the root's own bind, /proc (from the mount
+// proc where it is one, see startDirect), /sys, /dev, the volumes, devices
+// and /etc files; then it sets the hostname and brings up lo.
+func prepareRoot(spec *InitSpec, proc int) error {
 	// In a nested user namespace the kernel already made the inherited
 	// mounts slaves, and refuses to change them.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil && spec.NestedUID < 0 {
@@ -98,10 +148,9 @@ func initContainer() error {
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind the root: %w", err)
 	}
-	if err := mountSystem(root, &spec); err != nil {
+	if err := mountSystem(root, spec, proc); err != nil {
 		return err
 	}
-	Trace("init", "system-mounted")
 	for _, m := range spec.Mounts {
 		if err := mountInto(root, m); err != nil {
 			return err
@@ -133,70 +182,45 @@ func initContainer() error {
 			return err
 		}
 	}
-	Trace("init", "etc-mounted")
 	if spec.Hostname != "" && !spec.HostNetwork {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 			return fmt.Errorf("set hostname: %w", err)
 		}
 	}
 	if !spec.HostNetwork {
-		if err := loopbackUp(); err != nil {
-			return err
-		}
+		return loopbackUp()
 	}
-	if spec.Tty {
-		if err := setupConsole(root); err != nil {
-			return err
-		}
-	}
-	var tini *os.File
-	if spec.Init {
-		var err error
-		if tini, err = sealedCopy(); err != nil {
-			return err
-		}
-	}
-	Trace("init", "mounted")
-	if err := pivot(root); err != nil {
+	return nil
+}
+
+// enterRoot pivots into spec.Rootfs, read-only with --read-only.
+func enterRoot(spec *InitSpec) error {
+	if err := pivot(spec.Rootfs); err != nil {
 		return err
 	}
-	Trace("init", "pivoted")
 	if spec.ReadOnly {
 		if err := remountReadOnly("/"); err != nil {
 			return fmt.Errorf("make the root read-only: %w", err)
 		}
 	}
-	for _, rl := range spec.Rlimits {
-		res, ok := rlimitNames[rl.Name]
-		if !ok {
-			return failf(125, "unknown ulimit %q", rl.Name)
-		}
-		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: uint64(rl.Soft), Max: uint64(rl.Hard)}); err != nil {
-			return failf(125, "set ulimit %s=%d:%d: %w", rl.Name, rl.Soft, rl.Hard, err)
-		}
-	}
-	env, err := becomeUser(&spec)
-	if err != nil {
-		return err
-	}
-	cwd := spec.Cwd
+	return nil
+}
+
+// workdir enters the working directory, creating it where the image has
+// none, as Docker does.
+func workdir(cwd string) error {
 	if cwd == "" {
 		cwd = "/"
 	}
-	if err := os.Chdir(cwd); err != nil {
+	if err := unix.Chdir(cwd); err != nil {
 		if err := os.MkdirAll(cwd, 0o755); err != nil {
 			return failf(125, "working directory %s: %w", cwd, err)
 		}
-		if err := os.Chdir(cwd); err != nil {
+		if err := unix.Chdir(cwd); err != nil {
 			return failf(125, "working directory %s: %w", cwd, err)
 		}
 	}
-	if spec.NetworkPending {
-		// The agent closes the pipe once eth0 is up, or kills us.
-		io.Copy(io.Discard, specFile)
-		Trace("init", "network-seen")
-	}
-	return execCommand(spec.Args, env, tini)
+	return nil
 }
 
 // searchPath is the PATH that the command is looked up in: the
@@ -214,32 +238,77 @@ func searchPath(env []string) string {
 // execCommand looks the command up in the container's PATH and execs it,
 // or with tini set, execs the init that runs it.
 func execCommand(args, env []string, tini *os.File) error {
-	if len(args) == 0 {
-		return failf(125, "no command: the image has no CMD or ENTRYPOINT; give one after the image name")
-	}
-	os.Setenv("PATH", searchPath(env))
-	bin, err := exec.LookPath(args[0])
+	bin, err := lookCommand(args, env)
 	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			return failf(127, "exec %q: executable file not found in $PATH", args[0])
-		}
-		return failf(126, "exec %q: %v", args[0], errors.Unwrap(err))
+		return err
 	}
 	Trace("init", "exec")
 	if tini != nil {
 		return execTini(tini, bin, args, env)
 	}
-	err = unix.Exec(bin, args, env)
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		return failf(127, "exec %q: %v (a missing interpreter or library?)", args[0], err)
-	default:
-		return failf(126, "exec %q: %v", args[0], err)
-	}
+	return execFailure(args[0], unix.Exec(bin, args, env))
 }
 
-// mountSystem mounts /proc, /sys, /dev and its friends under root.
-func mountSystem(root string, spec *InitSpec) error {
+// lookCommand finds args[0] as exec.LookPath does, in the PATH of env
+// (searchPath) rather than this process's own; the error carries Docker's
+// exit status: 127 not found, 126 not executable.
+func lookCommand(args, env []string) (string, error) {
+	if len(args) == 0 {
+		return "", failf(125, "no command: the image has no CMD or ENTRYPOINT; give one after the image name")
+	}
+	file := args[0]
+	if strings.Contains(file, "/") {
+		err := executable(file)
+		switch {
+		case err == nil:
+			return file, nil
+		case errors.Is(err, os.ErrNotExist):
+			return "", failf(127, "exec %q: executable file not found in $PATH", file)
+		default:
+			return "", failf(126, "exec %q: %v", file, err)
+		}
+	}
+	for _, dir := range filepath.SplitList(searchPath(env)) {
+		if dir == "" {
+			dir = "." // as a shell does
+		}
+		if p := filepath.Join(dir, file); executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", failf(127, "exec %q: executable file not found in $PATH", file)
+}
+
+// executable is exec.LookPath's test of a candidate.
+func executable(file string) error {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return unix.EISDIR
+	}
+	err = unix.Faccessat(unix.AT_FDCWD, file, unix.X_OK, unix.AT_EACCESS)
+	if err == nil || (err != unix.ENOSYS && err != unix.EPERM) {
+		return err
+	}
+	if fi.Mode()&0o111 != 0 {
+		return nil
+	}
+	return os.ErrPermission
+}
+
+// execFailure is the error of an exec of name that failed with err.
+func execFailure(name string, err error) error {
+	if errors.Is(err, unix.ENOENT) {
+		return failf(127, "exec %q: %v (a missing interpreter or library?)", name, err)
+	}
+	return failf(126, "exec %q: %v", name, err)
+}
+
+// mountSystem mounts /proc, /sys, /dev and its friends under root. Where
+// proc is a detached proc mount (see startDirect), /proc is that one.
+func mountSystem(root string, spec *InitSpec, proc int) error {
 	mnt := func(src, target, fstype string, flags uintptr, data string) error {
 		target, err := securejoin.SecureJoin(root, strings.TrimPrefix(target, root))
 		if err != nil {
@@ -254,7 +323,11 @@ func mountSystem(root string, spec *InitSpec) error {
 		return nil
 	}
 	const nsd = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
-	if err := mnt("proc", filepath.Join(root, "proc"), "proc", nsd, ""); err != nil {
+	if proc >= 0 {
+		if err := attach(proc, root, "/proc"); err != nil {
+			return err
+		}
+	} else if err := mnt("proc", filepath.Join(root, "proc"), "proc", nsd, ""); err != nil {
 		return err
 	}
 	sys, err := securejoin.SecureJoin(root, "/sys")
@@ -550,8 +623,10 @@ func pivot(root string) error {
 // becomeUser turns this process into the container's user: seccomp filters
 // loaded, capabilities limited, ids switched, no_new_privs when asked. It
 // returns the command's environment, with HOME from /etc/passwd when the
-// image sets none.
-func becomeUser(spec *InitSpec) ([]string, error) {
+// image sets none. With d (startDirect) it limits this thread, which forks
+// the command, and leaves the ids to that fork (d.cred) and the seccomp
+// listener to the agent (d.listener).
+func becomeUser(spec *InitSpec, d *directExec) ([]string, error) {
 	u, err := resolveUser(spec)
 	if err != nil {
 		return nil, err
@@ -564,25 +639,35 @@ func becomeUser(spec *InitSpec) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	load := func() error { return loadSeccompFor(spec, filters) }
+	if d != nil {
+		load = func() error {
+			var err error
+			d.listener, err = loadSeccomp(filters, spec.Mapping == "single" || spec.PortHandoff)
+			return err
+		}
+	}
 	// Without no_new_privs loading a filter takes CAP_SYS_ADMIN: load it
 	// while init has it. With no_new_privs, as late as possible, so that
 	// as few of init's own calls as may be meet it (as runc).
 	if !spec.NoNewPrivileges {
-		if err := loadSeccompFor(spec, filters); err != nil {
+		if err := load(); err != nil {
 			return nil, err
 		}
 	}
 	if err := dropCapabilities(spec.CapAdd, spec.CapDrop); err != nil {
 		return nil, err
 	}
-	if err := switchUser(u, spec); err != nil {
+	if d != nil {
+		d.credential(u)
+	} else if err := switchUser(u, spec); err != nil {
 		return nil, err
 	}
 	if spec.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
-		if err := loadSeccompFor(spec, filters); err != nil {
+		if err := load(); err != nil {
 			return nil, err
 		}
 	}

@@ -21,30 +21,51 @@ import (
 // the process cannot end while that thread waits, and holds the lock and the
 // union's connection, and every command that waits for the agent would
 // wait for ever. So agent.lock records the agent's pid and the union's
-// FUSE connection ("PID CONN"), and a command that finds the lock held by
+// FUSE connection ("PID CONN START"), and a command that finds the lock held by
 // such a process aborts that connection (/sys/fs/fuse/connections/CONN/abort,
 // which belongs to the user who mounted it, the agent being its root): the
 // call fails, the thread ends, and the lock is free.
 
-// writeLockInfo writes the agent's pid and the FUSE connection of its
-// union, mounted at rootfs, into the lock file ("PID CONN").
+// writeLockInfo writes the agent's pid, the FUSE connection of its union,
+// mounted at rootfs, and its start time into the lock file ("PID CONN
+// START").
 func writeLockInfo(lock *os.File, rootfs string) {
 	if conn, ok := fuseConnection(rootfs); ok {
-		fmt.Fprintf(lock, "%d %d\n", os.Getpid(), conn)
+		fmt.Fprintf(lock, "%d %d %d\n", os.Getpid(), conn, startTime(os.Getpid()))
 	}
 }
 
 // readLockInfo reads what writeLockInfo wrote for the container in dir
-// (pid 0 where there is nothing).
-func readLockInfo(dir string) (pid int, conn uint32) {
+// (pid 0 where there is nothing; start 0 where an older agent wrote it).
+func readLockInfo(dir string) (pid int, conn uint32, start uint64) {
 	b, err := os.ReadFile(filepath.Join(dir, "agent.lock"))
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
-	if n, _ := fmt.Sscan(string(b), &pid, &conn); n != 2 || pid <= 0 {
-		return 0, 0
+	if n, _ := fmt.Sscan(string(b), &pid, &conn, &start); n < 2 || pid <= 0 {
+		return 0, 0, 0
 	}
-	return pid, conn
+	return pid, conn, start
+}
+
+// startTime is when process pid started, in clock ticks since boot (field
+// 22 of /proc/PID/stat); 0 where there is no such process, or it has ended.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// pid (comm) STATE ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || f[0] == "Z" { // a zombie has ended
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
 }
 
 // fuseConnection is the connection number of the FUSE mount at mountpoint:
@@ -59,11 +80,16 @@ func fuseConnection(mountpoint string) (uint32, bool) {
 }
 
 // unwedge aborts the union's connection of the container in dir if its
-// lock is held by a dead agent (see above), and then waits up to timeout
-// for the lock to go. It reports whether it aborted.
+// lock is held by a dead agent (see above), or by another process while the
+// agent is gone: a child of the agent that was on its way to exec the
+// command (container/direct_linux.go) has the agent's descriptors, the lock
+// and the union's connection among them, until the exec is done, and waits
+// for ever where the agent died while the exec read the command from the
+// union. It then waits up to timeout for the lock to go, and reports
+// whether it aborted.
 func unwedge(dir string, timeout time.Duration) bool {
-	pid, conn := readLockInfo(dir)
-	if pid == 0 || !dying(pid) {
+	pid, conn, start := readLockInfo(dir)
+	if pid == 0 || !dying(pid) && (start == 0 || startTime(pid) == start) {
 		return false
 	}
 	abort := fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn)
@@ -125,7 +151,7 @@ func agentPid(dir string) int {
 	if !lockHeld(dir) {
 		return 0
 	}
-	pid, _ := readLockInfo(dir)
+	pid, _, _ := readLockInfo(dir)
 	if pid == 0 {
 		return 0
 	}

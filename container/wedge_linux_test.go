@@ -49,14 +49,22 @@ func wedgeHelper(args []string) int {
 		return 1
 	}
 	writeLockInfo(lock, mnt)
-	go os.Stat(filepath.Join(mnt, "x"))
+	if len(args) > 1 && args[1] == "exec" {
+		// A child on its way to exec a program on the union, as the
+		// agent's fork of the command (direct_linux.go): it has the
+		// agent's descriptors until the exec is done.
+		go syscall.ForkExec(filepath.Join(mnt, "x"), []string{"x"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}})
+	} else {
+		go os.Stat(filepath.Join(mnt, "x"))
+	}
 	time.Sleep(300 * time.Millisecond) // the server has taken the lookup
 	os.Exit(0)
 	return 0
 }
 
 // TestWedgedAgent: a container whose agent died in a call on its own union
-// (see wedge_linux.go) is seen as exited, and its lock is free.
+// (see wedge_linux.go), or while a child of it was on its way to exec a
+// program from the union, is seen as exited, and its lock is free.
 func TestWedgedAgent(t *testing.T) {
 	if _, err := os.Stat("/sys/fs/fuse/connections"); err != nil {
 		t.Fatalf("needs the FUSE control filesystem (mount -t fusectl none /sys/fs/fuse/connections): %v", err)
@@ -68,46 +76,65 @@ func TestWedgedAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cmd := rootless.Command(mapping, "wedge-helper", dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	t.Cleanup(func() {
-		// Should the test fail, the helper must not stay wedged.
-		if p, conn := readLockInfo(dir); p != 0 {
-			os.WriteFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn), []byte("1"), 0)
-		}
-		cmd.Process.Kill()
-	})
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	wedged := false
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if dying(pid) && lockHeld(dir) {
-			wedged = true
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("the helper ended before it wedged: %v", err)
-		default:
-		}
-	}
-	if !wedged {
-		t.Fatal("the helper did not wedge")
-	}
-	if agentAlive(dir) {
-		t.Error("a wedged agent is reported alive")
-	}
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the wedged helper did not end once its connection was aborted")
-	}
-	if lockHeld(dir) {
-		t.Error("the lock is still held")
+	for _, how := range []string{"call", "exec"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := rootless.Command(mapping, "wedge-helper", dir, how)
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := cmd.Process.Pid
+			t.Cleanup(func() {
+				// Should the test fail, nothing may stay wedged.
+				if p, conn, _ := readLockInfo(dir); p != 0 {
+					os.WriteFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", conn), []byte("1"), 0)
+				}
+				cmd.Process.Kill()
+			})
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			// The helper wedges (call), or exits and leaves its child
+			// wedged with the lock (exec).
+			wedged := false
+			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				if how == "call" && dying(pid) && lockHeld(dir) {
+					wedged = true
+					break
+				}
+				select {
+				case err := <-exited:
+					if how == "call" {
+						t.Fatalf("the helper ended before it wedged: %v", err)
+					}
+					wedged = lockHeld(dir)
+					if !wedged {
+						t.Fatal("the helper's child did not keep the lock")
+					}
+				default:
+				}
+				if wedged {
+					break
+				}
+			}
+			if !wedged {
+				t.Fatal("the helper did not wedge")
+			}
+			if agentAlive(dir) {
+				t.Error("a wedged agent is reported alive")
+			}
+			if how == "call" {
+				select {
+				case <-exited:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the wedged helper did not end once its connection was aborted")
+				}
+			}
+			for end := time.Now().Add(10 * time.Second); lockHeld(dir) && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			}
+			if lockHeld(dir) {
+				t.Error("the lock is still held")
+			}
+		})
 	}
 }

@@ -188,6 +188,69 @@ func TestRunForeground(t *testing.T) {
 	waitGone(t)
 }
 
+// TestStartWithoutInit: the agent starts the command itself, from a thread
+// it set up as the container (container/direct_linux.go), and the container
+// is the same as one roost's init starts (ROOST_INIT=1 asks for that): the
+// same processes, ids, capabilities, seccomp mode, mounts, devices, network
+// and limits. It needs Linux 6.17 or later (the proc filesystem's pidns
+// option); older kernels take init's way, which this test then reports.
+func TestStartWithoutInit(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	probe := `echo pid=$$; set -- /proc/[0-9]*; echo $#; ` +
+		`grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status; ` +
+		`hostname; cat /proc/self/uid_map /proc/self/gid_map; awk '{print $5, $6}' /proc/self/mountinfo | sort; ` +
+		`ls -l /dev | awk '{print $1, $NF}'; ip -o -4 addr | awk '{print $2, $4}'; ulimit -n; pwd; tty; env | sort`
+	view := func(name string, args []string, env ...string) (string, string) {
+		trace := e.path("trace-" + name)
+		e.extraEnv = append([]string{"ROOST_TRACE=" + trace}, env...)
+		defer func() { e.extraEnv = nil }()
+		out := e.ok(append(append([]string{"run", "--rm", "--hostname", "same"}, args...), img, "sh", "-c", probe)...)
+		b, err := os.ReadFile(trace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, string(b)
+	}
+	release, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"default", nil},
+		{"user", []string{"-u", "0:0", "-w", "/tmp/new", "-e", "A=1"}},
+		{"host-network", []string{"--network", "host"}},
+		{"none", []string{"--network", "none", "--read-only", "--cap-drop", "NET_RAW", "--security-opt", "no-new-privileges"}},
+		{"unconfined", []string{"--security-opt", "seccomp=unconfined", "--cap-add", "SYS_ADMIN"}},
+	} {
+		direct, dtrace := view(c.name+"-direct", c.args)
+		viaInit, itrace := view(c.name+"-init", c.args, "ROOST_INIT=1")
+		if !strings.Contains(dtrace, " agent direct-mounted ") || strings.Contains(dtrace, " init start ") {
+			t.Errorf("%s: the agent did not start the command itself (this needs Linux 6.17 or later; this kernel is %s); trace:\n%s",
+				c.name, strings.TrimSpace(string(release)), dtrace)
+		}
+		if !strings.Contains(itrace, " init start ") {
+			t.Errorf("%s: ROOST_INIT=1 did not start init; trace:\n%s", c.name, itrace)
+		}
+		if direct != viaInit {
+			t.Errorf("%s: the container started directly differs from init's:\n--- direct\n%s--- init\n%s", c.name, direct, viaInit)
+		}
+		if !strings.HasPrefix(direct, "pid=1\n1\n") {
+			t.Errorf("%s: want the command as PID 1 and only its processes in /proc:\n%s", c.name, direct)
+		}
+	}
+	// A terminal, and a command that is not there.
+	r := e.run("run", "--rm", "-t", img, "sh", "-c", "tty; echo $$")
+	if r.code != 0 || !strings.Contains(r.stdout, "/dev/pts/0") || !strings.Contains(r.stdout, "\n1") {
+		t.Errorf("run -t: %s", r)
+	}
+	r = e.run("run", "--rm", img, "no-such-command")
+	if r.code != 127 || !strings.Contains(r.stderr, "executable file not found") {
+		t.Errorf("a missing command: %s", r)
+	}
+}
+
 func TestRunErrors(t *testing.T) {
 	e := newRoost(t)
 	img := runImage(t, e)
