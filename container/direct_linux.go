@@ -130,10 +130,22 @@ func (a *agent) startDirect(in *InitSpec, ready func() error) (int, error) {
 	nsc := make(chan string, 1)
 	netUp := make(chan error, 1)
 	done := make(chan forked, 1)
+	// The os package finds out once, by forking a child, whether pidfds
+	// work, at the first os.FindProcess: here, while the thread works,
+	// rather than once the command runs.
+	go func() {
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Release()
+		}
+	}()
+	// The seccomp filters compile here, on the other core, while the
+	// thread works: they are the thread's last step before the fork.
+	filters := make(chan [][]byte, 1)
+	go func() { filters <- precompiledSeccomp(in) }()
 	a.reaped = make(chan struct{})
 	reaped := a.reaped
 	goTainted(func() {
-		t := &directThread{agent: a, in: in, ready: ready, netns: nsc, netUp: netUp, stdio: stdio}
+		t := &directThread{agent: a, in: in, ready: ready, netns: nsc, netUp: netUp, filters: filters, stdio: stdio}
 		pid, err := t.run()
 		done <- forked{pid, t.d.listener, err}
 		if err == nil {
@@ -200,6 +212,8 @@ type directThread struct {
 	// agent to give it its interface; netUp, the outcome.
 	netns chan<- string
 	netUp <-chan error
+	// filters are the seccomp filters as precompiledSeccomp gives them.
+	filters <-chan [][]byte
 	// stdio are the command's standard descriptors (none with a tty).
 	stdio [3]*os.File
 	d     directExec
@@ -264,6 +278,7 @@ func (t *directThread) run() (int, error) {
 	if err := enterRoot(in); err != nil {
 		return 0, err
 	}
+	in.SeccompFilters = <-t.filters
 	env, err := becomeUser(in, &t.d)
 	if err != nil {
 		return 0, err
