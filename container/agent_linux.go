@@ -708,9 +708,10 @@ func (a *agent) finish(code int, errMsg string) {
 	writeState(a.spec.Dir, &a.state)
 }
 
-// start clones the container's init and waits until it exec'd the command.
-// Where ready is set, init is sent its spec only once ready returned, and
-// start fails with ready's error.
+// start starts the container's command, from a thread of the agent where it
+// can (startDirect), else through init (startInit), and returns once the
+// command was exec'd. Where ready is set, the root is set up only once ready
+// returned (the union is mounted), and start fails with ready's error.
 func (a *agent) start(rootfs string, ready func() error) (int, error) {
 	init := a.initSpec(rootfs)
 	if a.direct(&init) {

@@ -273,6 +273,9 @@ func (t *directThread) run() (int, error) {
 		if err := t.console(); err != nil {
 			return 0, err
 		}
+		// The slave is the command's alone once it runs: a hang-up
+		// when it ends.
+		defer t.stdio[0].Close()
 	}
 	Trace("agent", "direct-mounted")
 	if err := enterRoot(in); err != nil {
@@ -300,15 +303,16 @@ func (t *directThread) run() (int, error) {
 		files[i] = int(f.Fd())
 	}
 	pid, err := forkExec(bin, in.Args, env, files, in.Tty, t.d.cred)
-	if in.Tty {
-		t.stdio[0].Close() // the command's alone now: hangup when it ends
-	}
 	if err != nil {
 		if t.d.listener >= 0 {
 			unix.Close(t.d.listener)
 			t.d.listener = -1
 		}
-		return 0, execFailure(in.Args[0], err)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return 0, execFailure(in.Args[0], pe.Err)
+		}
+		return 0, fmt.Errorf("start the command: %w", err)
 	}
 	return pid, nil
 }

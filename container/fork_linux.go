@@ -5,6 +5,7 @@ package container
 import (
 	"encoding/binary"
 	"fmt"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -13,7 +14,8 @@ import (
 
 // forkExec starts the container's command from the calling thread, which
 // startDirect prepared as the container (direct_linux.go): a fork of it
-// execs path. It returns once the exec succeeded, or with its error.
+// execs path. It returns once the exec succeeded; the error of a step of
+// the child's (the exec, or one before it) is an *os.PathError.
 //
 // Not syscall.ForkExec: that one uses vfork, which holds the calling thread
 // (and its P, unpreemptible) until the child has exec'd, and the child's
@@ -85,7 +87,7 @@ func forkExec(path string, argv, env []string, files [3]int, tty bool, cred *sys
 	}
 	var ws unix.WaitStatus
 	unix.Wait4(int(pid), &ws, 0, nil)
-	return 0, syscall.Errno(binary.NativeEndian.Uint32(b[:]))
+	return 0, &os.PathError{Op: "exec", Path: path, Err: syscall.Errno(binary.NativeEndian.Uint32(b[:]))}
 }
 
 // readFull reads b from fd until it is full or the writer is gone.
