@@ -642,3 +642,34 @@ func TestMountTargets(t *testing.T) {
 		tu.mount()
 	}
 }
+
+// TestFuseCloseOnExec: the union's /dev/fuse descriptor is close-on-exec
+// (go-fuse opens it without): a process started from here must not hold
+// the connection open, or it outlives this process's death (wedge_linux.go
+// in package container).
+func TestFuseCloseOnExec(t *testing.T) {
+	mountLayers(t, []tarEntry{dir("etc")})
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || target != "/dev/fuse" {
+			continue
+		}
+		var fd int
+		fmt.Sscan(e.Name(), &fd)
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil {
+			continue // closed since the listing
+		}
+		seen++
+		if flags&unix.FD_CLOEXEC == 0 {
+			t.Errorf("descriptor %d on /dev/fuse is not close-on-exec", fd)
+		}
+	}
+	if seen == 0 {
+		t.Error("no descriptor on /dev/fuse while a union is mounted")
+	}
+}
