@@ -944,7 +944,7 @@ func (a *agent) startInit(init InitSpec, ready func() error) (int, error) {
 	Trace("agent", "exec-seen")
 	if notifyParent != nil {
 		if l := recvListener(notifyParent); l != nil {
-			go serveNotify(l, a.union, rootfs, cmd.Process.Pid, a.handoff)
+			rootless.GoLocked(func() { serveNotify(l, a.union, rootfs, cmd.Process.Pid, a.handoff) })
 		}
 	}
 	return a.running(stdout, stderr)
@@ -1205,16 +1205,14 @@ func (a *agent) broadcast(stream byte, p []byte) {
 
 // startPinned starts cmd from a thread that lives until the container's
 // init has been waited for: the kernel sends the parent-death signal when
-// the creating thread ends, not the process, and Go ends the threads of
-// locked goroutines that return (exec and the port dialer make such). With
-// netNS, the thread joins that network namespace first, and cmd starts in
-// it; the thread then ends with the goroutine.
+// the creating thread ends, not the process. With netNS, the thread joins
+// that network namespace first, and cmd starts in it; the thread then ends
+// with the goroutine (rootless.GoLocked).
 func (a *agent) startPinned(cmd *exec.Cmd, netNS string) error {
 	errc := make(chan error, 1)
 	a.reaped = make(chan struct{})
 	reaped := a.reaped
-	go func() {
-		runtime.LockOSThread()
+	rootless.GoLocked(func() {
 		if netNS != "" {
 			if err := netns.JoinNetns(netNS); err != nil {
 				errc <- err
@@ -1228,7 +1226,7 @@ func (a *agent) startPinned(cmd *exec.Cmd, netNS string) error {
 		if err == nil {
 			<-reaped
 		}
-	}()
+	})
 	return <-errc
 }
 
@@ -1293,13 +1291,15 @@ func (a *agent) listen() *controlSocket {
 		fmt.Fprintln(os.Stderr, "roost agent: control socket:", err)
 		return nil
 	}
+	// Before the start is reported: from then on a command may find the
+	// socket gone and ask for it (watch).
+	signal.Notify(cs.winch, syscall.SIGWINCH)
 	return cs
 }
 
 // watch makes the socket again whenever SIGWINCH comes and it is gone.
-// Not on the way to the start: nothing needs it that soon.
+// Not on the way to the start: a signal that came before waits in winch.
 func (cs *controlSocket) watch() {
-	signal.Notify(cs.winch, syscall.SIGWINCH)
 	go func() {
 		for range cs.winch {
 			if _, err := os.Stat(cs.path); err == nil {

@@ -20,8 +20,9 @@ import (
 //
 //   - a bind the port proxy does not take (another port, another kind of
 //     socket, an address other than any or the container's, a process in a
-//     network namespace of its own) goes ahead as the caller asked (SECCOMP_USER_NOTIF_FLAG_CONTINUE), as do calls it
-//     cannot decode: the kernel then gives its own answer;
+//     network namespace of its own) goes ahead as the caller asked
+//     (SECCOMP_USER_NOTIF_FLAG_CONTINUE), as do calls it cannot decode: the
+//     kernel then gives its own answer;
 //   - otherwise the proxy's host socket for that port takes the place of
 //     the caller's descriptor (SECCOMP_IOCTL_NOTIF_ADDFD with
 //     SECCOMP_ADDFD_FLAG_SETFD, its close-on-exec flag kept), and the call

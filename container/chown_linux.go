@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"runtime"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -119,12 +118,11 @@ type chownServer struct {
 
 // serveNotify answers the calls of listener (the chown family, and bind
 // where ports is set) until every process that holds its filter is gone.
-// root is the union's mountpoint here, initPid the container's init. It
-// runs on a thread of its own, which it changes the root of and ends with
-// it.
-func serveNotify(listener *os.File, m *fuse.Mount, root string, initPid int, ports *netns.PortProxy) {
+// root is the union's mountpoint here, pid the container's first process
+// (its init, or the command). It runs on a thread of rootless.GoLocked,
+// whose root it changes.
+func serveNotify(listener *os.File, m *fuse.Mount, root string, pid int, ports *netns.PortProxy) {
 	defer listener.Close()
-	runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		fmt.Fprintln(os.Stderr, "roost agent: chown: unshare:", err)
 		return
@@ -137,7 +135,7 @@ func serveNotify(listener *os.File, m *fuse.Mount, root string, initPid int, por
 	}
 	if nr, ok := info.SyscallNames["bind"]; ok && ports != nil {
 		var st unix.Stat_t
-		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", initPid), &st); err == nil {
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err == nil {
 			s.bindNr, s.netns = int32(nr), st.Ino
 		}
 	}
@@ -149,7 +147,7 @@ func serveNotify(listener *os.File, m *fuse.Mount, root string, initPid int, por
 	for _, o := range []struct {
 		fd   *int
 		path string
-	}{{&s.hostRoot, "/"}, {&s.proc, "/proc"}, {&s.unionRoot, root}, {&s.ctrRoot, fmt.Sprintf("/proc/%d/root", initPid)}} {
+	}{{&s.hostRoot, "/"}, {&s.proc, "/proc"}, {&s.unionRoot, root}, {&s.ctrRoot, fmt.Sprintf("/proc/%d/root", pid)}} {
 		if *o.fd, err = unix.Open(o.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 			fmt.Fprintln(os.Stderr, "roost agent: chown:", &os.PathError{Op: "open", Path: o.path, Err: err})
 			return

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/user"
 	"github.com/roost-containers/roost/netns"
+	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +30,8 @@ import (
 // thread gives that namespace, the proc filesystem's pidns option takes it;
 // Linux 6.17 and later), before any process lives there.
 //
-// The thread dies with its goroutine, once the command was reaped: its
+// The thread (rootless.GoLocked) dies with its goroutine, once the command
+// was reaped: its
 // namespaces and limits are no use to anything else, and the command's
 // parent-death signal is the thread's. Where the kernel lacks what this
 // takes, or the container wants what only init does (--init, --ulimit, a
@@ -54,6 +55,16 @@ type directExec struct {
 	cred *syscall.Credential
 	// listener is the seccomp listener for the agent (-1 for none).
 	listener int
+	// filters are the seccomp filters to load, compiled while the thread
+	// worked, or why they could not be.
+	filters    []*unix.SockFprog
+	filtersErr error
+}
+
+// compiledSeccomp is what seccompFilters gave.
+type compiledSeccomp struct {
+	filters []*unix.SockFprog
+	err     error
 }
 
 // credential sets the ids the fork switches to, where they are not root's.
@@ -140,11 +151,14 @@ func (a *agent) startDirect(in *InitSpec, ready func() error) (int, error) {
 	}()
 	// The seccomp filters compile here, on the other core, while the
 	// thread works: they are the thread's last step before the fork.
-	filters := make(chan [][]byte, 1)
-	go func() { filters <- precompiledSeccomp(in) }()
+	filters := make(chan compiledSeccomp, 1)
+	go func() {
+		fs, err := seccompFilters(in)
+		filters <- compiledSeccomp{fs, err}
+	}()
 	a.reaped = make(chan struct{})
 	reaped := a.reaped
-	goTainted(func() {
+	rootless.GoLocked(func() {
 		t := &directThread{agent: a, in: in, ready: ready, netns: nsc, netUp: netUp, filters: filters, stdio: stdio}
 		pid, err := t.run()
 		done <- forked{pid, t.d.listener, err}
@@ -153,7 +167,7 @@ func (a *agent) startDirect(in *InitSpec, ready func() error) (int, error) {
 		}
 	})
 	var r forked
-	if a.privateNetwork() && a.spec.NetNS == "" {
+	if a.privateNetwork() {
 		select {
 		case p := <-nsc:
 			netUp <- a.startNetwork(p)
@@ -198,7 +212,7 @@ func (a *agent) startDirect(in *InitSpec, ready func() error) (int, error) {
 	a.exited = make(chan struct{})
 	a.mu.Unlock()
 	if l := listenerFile(r.listener); l != nil {
-		go serveNotify(l, a.union, in.Rootfs, r.pid, a.handoff)
+		rootless.GoLocked(func() { serveNotify(l, a.union, in.Rootfs, r.pid, a.handoff) })
 	}
 	return a.running(stdout, stderr)
 }
@@ -212,8 +226,8 @@ type directThread struct {
 	// agent to give it its interface; netUp, the outcome.
 	netns chan<- string
 	netUp <-chan error
-	// filters are the seccomp filters as precompiledSeccomp gives them.
-	filters <-chan [][]byte
+	// filters are the container's seccomp filters, compiled.
+	filters <-chan compiledSeccomp
 	// stdio are the command's standard descriptors (none with a tty).
 	stdio [3]*os.File
 	d     directExec
@@ -242,7 +256,7 @@ func (t *directThread) run() (int, error) {
 	}
 	defer unix.Close(proc)
 	Trace("agent", "direct-namespaces")
-	if a.privateNetwork() && a.spec.NetNS == "" {
+	if a.privateNetwork() {
 		t.netns <- fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 	}
 	if t.ready != nil {
@@ -281,7 +295,8 @@ func (t *directThread) run() (int, error) {
 	if err := enterRoot(in); err != nil {
 		return 0, err
 	}
-	in.SeccompFilters = <-t.filters
+	c := <-t.filters
+	t.d.filters, t.d.filtersErr = c.filters, c.err
 	env, err := becomeUser(in, &t.d)
 	if err != nil {
 		return 0, err
@@ -293,7 +308,7 @@ func (t *directThread) run() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if a.privateNetwork() && a.spec.NetNS == "" {
+	if a.privateNetwork() {
 		if err := <-t.netUp; err != nil {
 			return 0, err
 		}
@@ -341,31 +356,6 @@ func (t *directThread) console() error {
 	t.agent.console = master
 	t.stdio = [3]*os.File{slave, slave, slave}
 	return nil
-}
-
-// goTainted runs fn in a goroutine locked, for good, to a thread other than
-// the process's main thread: fn may change what belongs to the thread
-// (namespaces, capabilities, seccomp filters), and the runtime ends the
-// thread with the goroutine, except the main thread, which it keeps parked
-// for ever, with all it holds (a mount namespace keeps the union mounted).
-func goTainted(fn func()) {
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() != unix.Getpid() {
-			fn()
-			return
-		}
-		// While this goroutine holds the main thread, the next one
-		// gets another.
-		locked := make(chan struct{})
-		go func() {
-			runtime.LockOSThread()
-			close(locked)
-			fn()
-		}()
-		<-locked
-		runtime.UnlockOSThread()
-	}()
 }
 
 // detachedProc makes a proc mount of the pid namespace that this thread's

@@ -215,7 +215,7 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	statusR.Close()
 	if notifyParent != nil {
 		if l := recvListener(notifyParent); l != nil {
-			go serveNotify(l, a.union, filepath.Join(a.spec.Dir, "rootfs"), pid, a.handoff)
+			rootless.GoLocked(func() { serveNotify(l, a.union, filepath.Join(a.spec.Dir, "rootfs"), pid, a.handoff) })
 		}
 	}
 	if err := writeJSON(conn, Reply{}); err != nil || es.Detach {
@@ -294,11 +294,10 @@ func userOf(s *InitSpec) string {
 }
 
 // startInNamespaces starts cmd from a thread that joined the namespaces of
-// process pid. The thread is never given back to the Go scheduler.
+// process pid (rootless.GoLocked: it ends with its goroutine).
 func startInNamespaces(cmd *exec.Cmd, pid int) error {
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+	rootless.GoLocked(func() {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			errc <- fmt.Errorf("exec: unshare: %w", err)
 			return
@@ -320,7 +319,7 @@ func startInNamespaces(cmd *exec.Cmd, pid int) error {
 			}
 		}
 		errc <- cmd.Start()
-	}()
+	})
 	return <-errc
 }
 

@@ -624,8 +624,8 @@ func pivot(root string) error {
 // loaded, capabilities limited, ids switched, no_new_privs when asked. It
 // returns the command's environment, with HOME from /etc/passwd when the
 // image sets none. With d (startDirect) it limits this thread, which forks
-// the command, and leaves the ids to that fork (d.cred) and the seccomp
-// listener to the agent (d.listener).
+// the command, with the filters d holds, and leaves the ids to that fork
+// (d.cred) and the seccomp listener to the agent (d.listener).
 func becomeUser(spec *InitSpec, d *directExec) ([]string, error) {
 	u, err := resolveUser(spec)
 	if err != nil {
@@ -635,7 +635,12 @@ func becomeUser(spec *InitSpec, d *directExec) ([]string, error) {
 	if !hasEnvKey(env, "HOME") {
 		env = append(env, "HOME="+u.Home)
 	}
-	filters, err := seccompFilters(spec)
+	var filters []*unix.SockFprog
+	if d != nil {
+		filters, err = d.filters, d.filtersErr
+	} else {
+		filters, err = seccompFilters(spec)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -514,16 +514,9 @@ func (s *Store) dialAgent(c *Container) (net.Conn, error) {
 	if pid <= 0 || unix.Kill(pid, unix.SIGWINCH) != nil {
 		return nil, err
 	}
-	// Again now and then: an agent that has only just started may not
-	// watch for it yet (it does so once it reported the start), and then
-	// ignores it.
-	for i, end := 1, time.Now().Add(2*time.Second); time.Now().Before(end); i++ {
-		time.Sleep(20 * time.Millisecond)
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			return conn, nil
-		}
-		if i%10 == 0 {
-			unix.Kill(pid, unix.SIGWINCH)
 		}
 	}
 	return nil, err

@@ -28,7 +28,9 @@ import (
 // ports to hand over, a socket (the descriptor InitSpec.NotifySocket names)
 // over which init sends the listener of its seccomp filter for the chown
 // family and bind, with SCM_RIGHTS, before it execs (chown_linux.go,
-// bind_linux.go). exec's process does the same.
+// bind_linux.go). exec's process does the same. Where the agent starts the
+// command itself (direct_linux.go) there is no init, and none of this: the
+// thread that forks the command keeps the pty master and the listener.
 
 // Started is the agent's report on starting a container.
 type Started struct {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
 )
 
@@ -324,7 +325,7 @@ func listenIn(nsPath string, family int, v6only bool, addr netip.AddrPort) (net.
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
+	rootless.GoLocked(func() {
 		if err := JoinNetns(nsPath); err != nil {
 			done <- result{nil, err}
 			return
@@ -358,7 +359,7 @@ func listenIn(nsPath string, family int, v6only bool, addr netip.AddrPort) (net.
 		}
 		ln, err := net.FileListener(f)
 		done <- result{ln, err}
-	}()
+	})
 	r := <-done
 	return r.ln, r.err
 }

@@ -10,11 +10,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/roost-containers/roost/rootless"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -88,13 +88,10 @@ func OpenTUN(nsPath string) (int, error) {
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread joins the container's namespace and
-		// dies with this goroutine.
-		runtime.LockOSThread()
+	rootless.GoLocked(func() {
 		fd, err := openTUN(nsPath)
 		done <- result{fd, err}
-	}()
+	})
 	r := <-done
 	return r.fd, r.err
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +67,7 @@ type dialResult struct {
 func NewDialer(nsPath string) (*Dialer, error) {
 	d := &Dialer{reqs: make(chan dialReq), done: make(chan struct{}), spare: make(chan int, 8)}
 	ready := make(chan error, 1)
-	go func() {
+	rootless.GoLocked(func() {
 		if err := JoinNetns(nsPath); err != nil {
 			ready <- err
 			return
@@ -100,16 +101,17 @@ func NewDialer(nsPath string) (*Dialer, error) {
 				return
 			}
 		}
-	}()
+	})
 	if err := <-ready; err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// JoinNetns locks the calling goroutine to its thread, for good (the thread
-// dies with the goroutine), and moves that thread into the network
-// namespace at nsPath.
+// JoinNetns moves the calling goroutine's thread into the network namespace
+// at nsPath, for good: call it on a thread of rootless.GoLocked, which ends
+// with its goroutine. (It locks the goroutine to the thread too, lest a
+// careless caller leave a changed thread to others.)
 func JoinNetns(nsPath string) error {
 	runtime.LockOSThread()
 	f, err := os.Open(nsPath)
