@@ -32,4 +32,8 @@
 //
 // Nothing is ever mounted in the caller's mount namespace: whatever the child
 // mounts disappears with it.
+//
+// Threads: code that changes what belongs to its thread alone (joins a
+// namespace, unshares one, limits its capabilities or loads seccomp filters)
+// runs in GoLocked, on a thread that ends with it and is never the main one.
 package rootless
