@@ -700,7 +700,10 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		return nil, errno
 	}
 	if !e.exists() {
-		out.SetEntryTimeout(lowerTimeout)
+		// No timeout here: go-fuse makes ENOENT a negative entry, which
+		// the kernel caches, only where out has none (Options'
+		// NegativeTimeout then). A name made later goes through this
+		// filesystem, and the kernel drops the negative entry itself.
 		return nil, syscall.ENOENT
 	}
 	return n.newChild(ctx, &e, out), 0

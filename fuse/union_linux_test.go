@@ -12,8 +12,10 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -672,4 +674,70 @@ func TestFuseCloseOnExec(t *testing.T) {
 	if seen == 0 {
 		t.Error("no descriptor on /dev/fuse while a union is mounted")
 	}
+}
+
+// TestNegativeLookupCached: a name the union does not have is looked up
+// once; the kernel keeps the answer (a dynamic loader or a shell's PATH
+// search asks for the same missing names again and again), and a file or
+// directory made there through the mount is seen at once.
+func TestNegativeLookupCached(t *testing.T) {
+	t.Parallel()
+	var requests lockedBuffer
+	tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir(), lowers: storeLayers(t, []tarEntry{dir("etc"), reg("etc/hostname", "image")})}
+	m, err := New(tu.mnt, Options{Lowers: tu.lowers, Writable: tu.writable, Debug: true, Logger: log.New(&requests, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.m = m
+	t.Cleanup(tu.unmount)
+	lookups := func(name string) int {
+		return len(regexp.MustCompile(`LOOKUP n\d+ +"`+name+`"`).FindAllString(requests.String(), -1))
+	}
+	for range 3 {
+		for _, p := range []string{"missing", "missing/deeper/x", "etc/missing"} {
+			if _, err := os.Lstat(tu.path(p)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("lstat %s: %v, want does not exist", p, err)
+			}
+		}
+	}
+	if n := lookups("missing"); n != 2 {
+		t.Errorf("3 lstats each of /missing, /missing/deeper/x and /etc/missing: %d lookups of missing, want 2 (one in / and one in /etc)", n)
+	}
+	if err := os.WriteFile(tu.path("etc/missing"), []byte("made"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(tu.path("missing/deeper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../etc/missing", tu.path("missing/deeper/x")); err != nil {
+		t.Fatal(err)
+	}
+	// (A stat, not a read: go-fuse logs spliced reads on the standard logger.)
+	if fi, err := os.Stat(tu.path("missing/deeper/x")); err != nil || fi.Size() != int64(len("made")) {
+		t.Errorf("made after a cached miss: stat through the symlink: %v, %v; want the 4-byte file", fi, err)
+	}
+	if err := os.Remove(tu.path("etc/missing")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(tu.path("missing/deeper/x")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("removed: stat through the symlink: %v, want does not exist", err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for writers on several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
