@@ -97,13 +97,20 @@ func (s *Store) Prespawn(id string, attach bool) *Prespawned {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
 	}
 	p.cmd = cmd
+	// The child is made here, at once; newuidmap and newgidmap, where the
+	// mapping needs them, run while this process goes on.
+	mapIDs, err := cmd.StartMapping()
+	specR.Close()
+	statusW.Close()
+	if child != nil {
+		child.Close()
+	}
+	if err != nil {
+		p.started <- err
+		return p
+	}
 	go func() {
-		err := cmd.Start()
-		specR.Close()
-		statusW.Close()
-		if child != nil {
-			child.Close()
-		}
+		err := mapIDs()
 		if err == nil {
 			go cmd.Wait() // reap it if this process outlives it
 		}

@@ -108,6 +108,19 @@ func Command(m Mapping, name string, args ...string) *Cmd {
 // maps are in place and the child is running its entry point (or about to);
 // on error the child, if it was started, has been killed and reaped.
 func (c *Cmd) Start() error {
+	mapIDs, err := c.StartMapping()
+	if err != nil {
+		return err
+	}
+	return mapIDs()
+}
+
+// StartMapping starts the child, as Start does, but returns once it
+// exists: mapIDs then writes its id maps (newuidmap and newgidmap take
+// milliseconds) and lets it run its entry point, or kills and reaps it and
+// says why it could not. Where the caller writes the maps itself, the
+// kernel has them when StartMapping returns, and mapIDs does nothing.
+func (c *Cmd) StartMapping() (mapIDs func() error, err error) {
 	if c.SysProcAttr == nil {
 		c.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -125,9 +138,9 @@ func (c *Cmd) Start() error {
 		// mapping the full range keeps it.
 		c.SysProcAttr.GidMappingsEnableSetgroups = os.Getuid() == 0
 		if err := c.Cmd.Start(); err != nil {
-			return fmt.Errorf("start in user namespace: %w", hintUserns(err))
+			return nil, fmt.Errorf("start in user namespace: %w", hintUserns(err))
 		}
-		return nil
+		return func() error { return nil }, nil
 	}
 
 	// The child execs before its uid is mapped, which would drop its
@@ -135,17 +148,26 @@ func (c *Cmd) Start() error {
 	c.SysProcAttr.AmbientCaps = allCaps()
 	r, w, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("start in user namespace: %w", err)
+		return nil, fmt.Errorf("start in user namespace: %w", err)
 	}
-	defer w.Close()
 	c.ExtraFiles = append(c.ExtraFiles, r)
 	c.Env = append(c.Env, envSync+"="+strconv.Itoa(2+len(c.ExtraFiles)))
 	err = c.Cmd.Start()
 	r.Close()
 	c.ExtraFiles = c.ExtraFiles[:len(c.ExtraFiles)-1]
 	if err != nil {
-		return fmt.Errorf("start in user namespace: %w", hintUserns(err))
+		w.Close()
+		return nil, fmt.Errorf("start in user namespace: %w", hintUserns(err))
 	}
+	return func() error {
+		defer w.Close()
+		return c.writeMaps(w)
+	}, nil
+}
+
+// writeMaps runs newuidmap and newgidmap on the child and then releases it
+// through w.
+func (c *Cmd) writeMaps(w *os.File) error {
 	pid := strconv.Itoa(c.Process.Pid)
 	// Both helpers at once: each is a setuid exec of its own.
 	errs := make(chan error, 2)

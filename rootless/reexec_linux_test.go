@@ -79,3 +79,58 @@ func TestReexec(t *testing.T) {
 		t.Errorf("child printed\n%s\nwant\n%s", got, want.String())
 	}
 }
+
+// TestStartMapping: StartMapping returns with the child made; where
+// newuidmap and newgidmap write the maps, the child has none until mapIDs
+// ran (it waits for them), and then runs its entry as Start's would. A map
+// the helpers refuse fails mapIDs, with the child killed and reaped.
+func TestStartMapping(t *testing.T) {
+	m, err := DefaultMapping()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := Command(m, "rootless-test-show")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	mapIDs, err := cmd.StartMapping()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Helpers && len(before) != 0 {
+		t.Errorf("uid_map before mapIDs: %q, want none", before)
+	}
+	var want strings.Builder
+	for _, x := range m.UIDs {
+		fmt.Fprintf(&want, "%d %d %d\n", x.ContainerID, x.HostID, x.Size)
+	}
+	if !m.Helpers && normalize(string(before)) != want.String() {
+		t.Errorf("uid_map without helpers: %q, want %q", before, want.String())
+	}
+	if err := mapIDs(); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if ee, ok := err.(interface{ ExitCode() int }); !ok || ee.ExitCode() != 7 || !strings.HasPrefix(stdout.String(), "uid=0 gid=0") {
+		t.Fatalf("child: %v, printed %q, want exit status 7 as root; stderr: %s", err, stdout.String(), stderr.String())
+	}
+	if !m.Helpers {
+		return
+	}
+	bad := m
+	bad.UIDs = append([]IDMap{}, m.UIDs...)
+	bad.UIDs[len(bad.UIDs)-1].Size++ // one more than the range holds
+	cmd = Command(bad, "rootless-test-show")
+	if mapIDs, err = cmd.StartMapping(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mapIDs(); err == nil || !strings.Contains(err.Error(), "newuidmap") {
+		t.Errorf("mapIDs with a range too long: %v, want newuidmap's refusal", err)
+	}
+	if cmd.ProcessState == nil {
+		t.Error("the child of a refused map was not reaped")
+	}
+}
