@@ -84,8 +84,13 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 			Options:          []string{"default_permissions"},
 			MaxWrite:         maxWrite,
 			MaxReadAhead:     1 << 20,
-			Debug:            opts.Debug,
-			Logger:           opts.Logger,
+			// A symlink's target never changes: a new one is a new
+			// inode (inoOf), so the kernel may keep what it read. An
+			// image with merged /usr goes through /lib and /bin, which
+			// are symlinks, for every library and program it loads.
+			EnableSymlinkCaching: true,
+			Debug:                opts.Debug,
+			Logger:               opts.Logger,
 		},
 		EntryTimeout:    &entryTimeout,
 		NegativeTimeout: &negTimeout,

@@ -741,3 +741,68 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestSymlinkCached: the kernel reads a symlink's target once and keeps it
+// (a merged /usr resolves /lib and /bin for every load); a symlink made in
+// its place, by removal and creation or by a rename over it, or copied up,
+// shows its own target.
+func TestSymlinkCached(t *testing.T) {
+	t.Parallel()
+	var requests lockedBuffer
+	tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir(), lowers: storeLayers(t, []tarEntry{
+		dir("usr"), dir("usr/lib"), dir("usr/lib2"),
+		{name: "lib", typ: tar.TypeSymlink, link: "usr/lib"},
+		{name: "other", typ: tar.TypeSymlink, link: "usr/lib2"},
+	})}
+	m, err := New(tu.mnt, Options{Lowers: tu.lowers, Writable: tu.writable, Debug: true, Logger: log.New(&requests, "", 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.m = m
+	t.Cleanup(tu.unmount)
+	target := func(p string) string {
+		t.Helper()
+		s, err := os.Readlink(tu.path(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for range 3 {
+		if got := target("lib"); got != "usr/lib" {
+			t.Fatalf("lib -> %q, want usr/lib", got)
+		}
+	}
+	if n := strings.Count(requests.String(), "READLINK"); n != 1 {
+		t.Errorf("3 readlinks of lib: %d READLINK requests, want 1", n)
+	}
+	if err := os.Remove(tu.path("lib")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("usr/lib2", tu.path("lib")); err != nil {
+		t.Fatal(err)
+	}
+	if got := target("lib"); got != "usr/lib2" {
+		t.Errorf("made again: lib -> %q, want usr/lib2", got)
+	}
+	if err := os.Symlink("elsewhere", tu.path("new")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tu.path("new"), tu.path("other")); err != nil {
+		t.Fatal(err)
+	}
+	if got := target("other"); got != "elsewhere" {
+		t.Errorf("renamed over: other -> %q, want elsewhere", got)
+	}
+	if err := os.Lchown(tu.path("lib"), 0, 0); err != nil { // a copy-up of the lower one's replacement: same target
+		t.Fatal(err)
+	}
+	if got := target("lib"); got != "usr/lib2" {
+		t.Errorf("chowned: lib -> %q, want usr/lib2", got)
+	}
+	tu.unmount()
+	tu.mount()
+	if got, other := target("lib"), target("other"); got != "usr/lib2" || other != "elsewhere" {
+		t.Errorf("remounted: lib -> %q, other -> %q; want usr/lib2 and elsewhere", got, other)
+	}
+}
