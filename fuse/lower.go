@@ -86,6 +86,29 @@ type lowerTree struct {
 	// maxIno is the largest inode number given to a lower file; upper files
 	// get numbers above it.
 	maxIno uint64
+
+	// While building: the directory the last entry went into (a tar
+	// lists a directory's entries together), and the nodes and files of
+	// the layer being added, allocated at once.
+	lastDir  string
+	lastNode *lowerNode
+	nodes    []lowerNode
+	files    []lowerFile
+}
+
+// newNode returns a node for f, from the layer's block while it lasts.
+func (t *lowerTree) newNode(f *lowerFile, dir bool) *lowerNode {
+	var n *lowerNode
+	if len(t.nodes) > 0 {
+		n, t.nodes = &t.nodes[0], t.nodes[1:]
+	} else {
+		n = new(lowerNode)
+	}
+	n.file = f
+	if dir {
+		n.children = map[string]*lowerNode{}
+	}
+	return n
 }
 
 func (t *lowerTree) newDirFile() *lowerFile {
@@ -100,8 +123,10 @@ func (t *lowerTree) newDirFile() *lowerFile {
 // are implied with mode 0755, owned by 0.
 //
 // It runs at every container start, so it allocates little: no path strings,
-// no sorting (see sortedNames), and inode numbers from the entries'
-// positions, which depend only on the layers.
+// no sorting (see sortedNames), a layer's nodes and files in one block each,
+// inode numbers from the entries' positions, which depend only on the
+// layers; and it walks the path of an entry's directory only where the
+// entry before it was in another one.
 func buildLowerTree(lowers []Lower) *lowerTree {
 	t := &lowerTree{nextIno: 1}
 	for _, l := range lowers {
@@ -123,6 +148,9 @@ func buildLowerTree(lowers []Lower) *lowerTree {
 				}
 			}
 		}
+		t.nodes = make([]lowerNode, len(l.Index.Entries))
+		t.files = make([]lowerFile, len(l.Index.Entries))
+		t.lastNode = nil // the whiteouts may have removed it
 		for i := range l.Index.Entries {
 			e := &l.Index.Entries[i]
 			if _, base := splitName(e.Name); strings.HasPrefix(base, whiteoutPrefix) {
@@ -131,6 +159,7 @@ func buildLowerTree(lowers []Lower) *lowerTree {
 			t.add(li, i, e)
 		}
 	}
+	t.lastNode, t.nodes, t.files = nil, nil, nil
 	t.finish()
 	return t
 }
@@ -172,16 +201,21 @@ func (t *lowerTree) dir(p string) *lowerNode {
 	if p == "." {
 		return n
 	}
+	if t.lastNode != nil && p == t.lastDir {
+		return t.lastNode
+	}
+	t.lastDir = p
 	for p != "" {
 		var c string
 		c, p, _ = strings.Cut(p, "/")
 		child := n.children[c]
 		if child == nil || !child.isDir() {
-			child = &lowerNode{file: t.newDirFile(), children: map[string]*lowerNode{}}
+			child = t.newNode(t.newDirFile(), true)
 			n.children[c] = child
 		}
 		n = child
 	}
+	t.lastNode = n
 	return n
 }
 
@@ -192,32 +226,36 @@ func (t *lowerTree) add(layer, ordinal int, e *layers.Entry) {
 	}
 	dir, base := splitName(e.Name)
 	parent := t.dir(dir)
+	old := parent.children[base]
+	if old != nil && old.isDir() && e.Typeflag != tar.TypeDir {
+		t.lastNode = nil // it may be the directory replaced here
+	}
 	if e.Typeflag == tar.TypeLink {
 		if target := t.lookup(e.Linkname); target != nil && !target.isDir() {
-			parent.children[base] = &lowerNode{file: target.file}
+			parent.children[base] = t.newNode(target.file, false)
 			return
 		}
 		// A link to nothing: keep the name as an empty file.
 		f := t.entryFile(layer, ordinal, e)
 		f.mode = syscall.S_IFREG | uint32(e.Mode)&0o7777
-		parent.children[base] = &lowerNode{file: f}
+		parent.children[base] = t.newNode(f, false)
 		return
 	}
 	f := t.entryFile(layer, ordinal, e)
-	old := parent.children[base]
 	if f.mode&syscall.S_IFMT == syscall.S_IFDIR {
 		if old != nil && old.isDir() {
 			old.file = f
 			return
 		}
-		parent.children[base] = &lowerNode{file: f, children: map[string]*lowerNode{}}
+		parent.children[base] = t.newNode(f, true)
 		return
 	}
-	parent.children[base] = &lowerNode{file: f}
+	parent.children[base] = t.newNode(f, false)
 }
 
 func (t *lowerTree) entryFile(layer, ordinal int, e *layers.Entry) *lowerFile {
-	f := &lowerFile{
+	f := &t.files[ordinal]
+	*f = lowerFile{
 		ino:          t.base[layer] + uint64(ordinal),
 		mode:         uint32(e.Mode) & 0o7777,
 		uid:          uint32(e.UID),

@@ -236,6 +236,28 @@ func TestOCIRules(t *testing.T) {
 			layers: [][]tarEntry{{reg("a/b/c", "x")}},
 			want:   []string{"a/", "a/b/", "a/b/c=x"},
 		},
+		// Within one layer, after the entries of a directory (the
+		// build keeps the last one at hand).
+		{
+			name:   "a file replaces the directory just filled, then a directory again",
+			layers: [][]tarEntry{{dir("d"), reg("d/x", "1"), reg("d", "file"), reg("d/y", "2")}},
+			want:   []string{"d/", "d/y=2"},
+		},
+		{
+			name:   "a hard link replaces the directory just filled, then a directory again",
+			layers: [][]tarEntry{{reg("f", "1"), dir("d"), reg("d/x", "1"), {name: "d", typ: tar.TypeLink, link: "f"}, reg("d/z", "2")}},
+			want:   []string{"d/", "d/z=2", "f=1"},
+		},
+		{
+			name:   "a whiteout of the directory the layer below filled last",
+			layers: [][]tarEntry{{dir("d"), reg("d/x", "1")}, {reg(".wh.d", ""), reg("d/y", "2")}},
+			want:   []string{"d/", "d/y=2"},
+		},
+		{
+			name:   "a directory entry over the directory just filled keeps its children",
+			layers: [][]tarEntry{{dir("d"), reg("d/x", "1"), dir("d"), reg("d/y", "2")}},
+			want:   []string{"d/", "d/x=1", "d/y=2"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
