@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -113,13 +114,37 @@ func ReadIndex(r io.Reader) (*Index, error) {
 	return decodeIndex(b)
 }
 
-// ReadIndexFile reads the index at path.
+// ReadIndexFile reads the index at path. One in format 1 is written again
+// in the current format, where it can be, for the next reader.
 func ReadIndexFile(p string) (*Index, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
-	return decodeIndex(b)
+	idx, err := decodeIndex(b)
+	if err == nil && !bytes.HasPrefix(b, []byte(indexMagic)) {
+		rewriteIndex(p, idx)
+	}
+	return idx, err
+}
+
+// rewriteIndex replaces the index file p with idx in the current format,
+// or leaves it as it is: readers see one or the other, whole.
+func rewriteIndex(p string, idx *Index) {
+	f, err := os.CreateTemp(filepath.Dir(p), ".index-*")
+	if err != nil {
+		return
+	}
+	err = WriteIndex(f, idx)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if f.Close() != nil || err != nil || os.Rename(f.Name(), p) != nil {
+		os.Remove(f.Name())
+	}
 }
 
 func decodeIndex(b []byte) (*Index, error) {

@@ -5,6 +5,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/gob"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +49,8 @@ func TestIndexRoundTrip(t *testing.T) {
 	}
 }
 
-// TestIndexFormat1: an index written as gob, the format before, is read.
+// TestIndexFormat1: an index written as gob, the format before, is read;
+// ReadIndexFile writes it again in the current format, nothing else.
 func TestIndexFormat1(t *testing.T) {
 	var b bytes.Buffer
 	bw := bufio.NewWriter(&b)
@@ -59,12 +62,28 @@ func TestIndexFormat1(t *testing.T) {
 		t.Fatal(err)
 	}
 	bw.Flush()
-	got, err := ReadIndex(&b)
-	if err != nil {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "index")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff(indexSample, got); d != "" {
-		t.Errorf("format 1 (-wrote +read):\n%s", d)
+	for _, when := range []string{"format 1", "rewritten"} {
+		got, err := ReadIndexFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(indexSample, got); d != "" {
+			t.Errorf("%s (-wrote +read):\n%s", when, d)
+		}
+		if b, _ := os.ReadFile(p); !bytes.HasPrefix(b, []byte(indexMagic)) {
+			t.Errorf("%s: the file is not in the current format", when)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("the index's directory holds %d files, want 1", len(ents))
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("rewritten index: %v, %v; want mode 644", fi.Mode(), err)
 	}
 }
 
