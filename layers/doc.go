@@ -7,6 +7,8 @@
 //	                            (a pulled layer's compressed blob is not kept: see remote.go)
 //	layers/<hex>/layer.tar      one read-only layer as its uncompressed tar; <hex> is its diff ID
 //	layers/<hex>/index          the layer's index: every tar entry's header and data offset
+//	                            (index.go; one in the gob format of before is replaced,
+//	                            by rename, in the current one when read)
 //	images/<hex>.json           an image record; <hex> is the image ID (the config digest)
 //	images/repositories.json    tags: normalized reference -> image ID
 //	tmp/                        temp files of writes in progress; prune removes leftovers

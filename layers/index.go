@@ -114,8 +114,9 @@ func ReadIndex(r io.Reader) (*Index, error) {
 	return decodeIndex(b)
 }
 
-// ReadIndexFile reads the index at path. One in format 1 is written again
-// in the current format, where it can be, for the next reader.
+// ReadIndexFile reads the index at path. One in format 1 of a store's layer
+// is written again in the current format, where it can be, for the next
+// reader.
 func ReadIndexFile(p string) (*Index, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -128,10 +129,12 @@ func ReadIndexFile(p string) (*Index, error) {
 	return idx, err
 }
 
-// rewriteIndex replaces the index file p with idx in the current format,
-// or leaves it as it is: readers see one or the other, whole.
+// rewriteIndex replaces the index file p, layers/<hex>/index in a store,
+// with idx in the current format, or leaves it as it is: readers see one or
+// the other, whole. The new one is written under the store's tmp/, where
+// prune removes what a crash left.
 func rewriteIndex(p string, idx *Index) {
-	f, err := os.CreateTemp(filepath.Dir(p), ".index-*")
+	f, err := os.CreateTemp(filepath.Join(filepath.Dir(p), "..", "..", "tmp"), "index-")
 	if err != nil {
 		return
 	}

@@ -50,7 +50,8 @@ func TestIndexRoundTrip(t *testing.T) {
 }
 
 // TestIndexFormat1: an index written as gob, the format before, is read;
-// ReadIndexFile writes it again in the current format, nothing else.
+// ReadIndexFile writes a store layer's again in the current format, leaving
+// nothing else behind, and one outside a store as it is.
 func TestIndexFormat1(t *testing.T) {
 	var b bytes.Buffer
 	bw := bufio.NewWriter(&b)
@@ -62,8 +63,22 @@ func TestIndexFormat1(t *testing.T) {
 		t.Fatal(err)
 	}
 	bw.Flush()
-	dir := t.TempDir()
+	alone := filepath.Join(t.TempDir(), "index")
+	if err := os.WriteFile(alone, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadIndexFile(alone); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(alone); !bytes.Equal(got, b.Bytes()) {
+		t.Error("an index outside a store was rewritten")
+	}
+	s := newStore(t)
+	dir := filepath.Join(s.Root(), "layers", "x")
 	p := filepath.Join(dir, "index")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +96,9 @@ func TestIndexFormat1(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("the index's directory holds %d files, want 1", len(ents))
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(ents) != 0 {
+		t.Errorf("tmp/ holds %d files, want none", len(ents))
 	}
 	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("rewritten index: %v, %v; want mode 644", fi.Mode(), err)
