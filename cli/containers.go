@@ -13,6 +13,7 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/roost-containers/roost/container"
 	"github.com/roost-containers/roost/fuse"
 	"github.com/roost-containers/roost/layers"
@@ -153,19 +154,24 @@ func firstContainer(c *cli.Context) (*container.Store, *container.Container, err
 	return cs, ctr, nil
 }
 
-func layerFiles(is *layers.Store, ctr *container.Container) ([]fuse.LayerFiles, error) {
-	var out []fuse.LayerFiles
+// startOptions are the options to start ctr with: its image's layer files
+// and their merged view.
+func startOptions(is *layers.Store, ctr *container.Container) (container.StartOptions, error) {
+	var o container.StartOptions
+	var ids []v1.Hash
 	for _, l := range ctr.Layers {
 		h, err := layers.ParseDigest(l)
 		if err != nil {
-			return nil, err
+			return o, err
 		}
 		if !is.HasLayer(h) {
-			return nil, fmt.Errorf("layer %s of container %s is missing from the store", h, ctr.Name)
+			return o, fmt.Errorf("layer %s of container %s is missing from the store", h, ctr.Name)
 		}
-		out = append(out, fuse.LayerFiles{Tar: is.LayerTar(h), Index: is.LayerIndex(h)})
+		o.Layers = append(o.Layers, fuse.LayerFiles{Tar: is.LayerTar(h), Index: is.LayerIndex(h)})
+		ids = append(ids, h)
 	}
-	return out, nil
+	o.MergedView = is.MergedView(ids)
+	return o, nil
 }
 
 func createCommand() *cli.Command {
@@ -230,11 +236,12 @@ func runCommand() *cli.Command {
 // startAndAttach starts ctr; attached, it streams its output and exits with
 // its status; detached, it prints its ID.
 func startAndAttach(c *cli.Context, is *layers.Store, cs *container.Store, ctr *container.Container, agent *container.Prespawned, attach, stdin, sigProxy bool) error {
-	lf, err := layerFiles(is, ctr)
+	o, err := startOptions(is, ctr)
 	if err != nil {
 		return err
 	}
-	sess, err := cs.Start(ctr, container.StartOptions{Layers: lf, Attach: attach, Agent: agent})
+	o.Attach, o.Agent = attach, agent
+	sess, err := cs.Start(ctr, o)
 	if err != nil {
 		if ctr.HostConfig.AutoRemove {
 			cs.Remove(ctr, true, true)
@@ -346,11 +353,11 @@ func startCommand() *cli.Command {
 				if attach {
 					return startAndAttach(c, is, cs, ctr, nil, true, c.Bool("interactive"), true)
 				}
-				lf, err := layerFiles(is, ctr)
+				o, err := startOptions(is, ctr)
 				if err != nil {
 					return err
 				}
-				if _, err := cs.Start(ctr, container.StartOptions{Layers: lf}); err != nil {
+				if _, err := cs.Start(ctr, o); err != nil {
 					return err
 				}
 				return nil
@@ -1007,11 +1014,11 @@ func restartCommand() *cli.Command {
 				if err := cs.Stop(ctr, c.Int("time")); err != nil {
 					return err
 				}
-				lf, err := layerFiles(is, ctr)
+				o, err := startOptions(is, ctr)
 				if err != nil {
 					return err
 				}
-				_, err = cs.Start(ctr, container.StartOptions{Layers: lf})
+				_, err = cs.Start(ctr, o)
 				return err
 			}, true)
 		},

@@ -39,12 +39,14 @@ func init() { rootless.Register(agentEntry, runAgent) }
 
 // AgentSpec is what the CLI tells the agent (its only argument, JSON).
 type AgentSpec struct {
-	Dir     string
-	Socket  string
-	Layers  []fuse.LayerFiles
-	Init    InitSpec
-	Attach  bool
-	Network string
+	Dir    string
+	Socket string
+	Layers []fuse.LayerFiles
+	// MergedView is the file of the layers' merged view (fuse.Options).
+	MergedView string
+	Init       InitSpec
+	Attach     bool
+	Network    string
 	// AutoRemove removes the container (and RemoveVolumes) after it exits.
 	AutoRemove    bool
 	RemoveVolumes []string
@@ -110,9 +112,10 @@ type agent struct {
 	// handoff, where set, is the port proxy whose TCP ports init's bind
 	// calls may take (netns/handoff_linux.go).
 	handoff *netns.PortProxy
-	// writable and lowers are the union\'s layers, to read /etc/passwd.
-	writable string
-	lowers   []fuse.Lower
+	// writable and imageLowers are the union\'s layers, to read
+	// /etc/passwd: the lower ones with their indexes, read on first use.
+	writable    string
+	imageLowers func() ([]fuse.Lower, error)
 	// union is the container's root filesystem, served here.
 	union *fuse.Mount
 	// etcBinds are the /etc files bound onto the union here (see
@@ -241,7 +244,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		// unmounting it.
 		unix.Unmount(a.spec.DetachMount, unix.MNT_DETACH)
 	}
-	readLowers := func() ([]fuse.Lower, error) {
+	a.imageLowers = sync.OnceValues(func() ([]fuse.Lower, error) {
 		var lowers []fuse.Lower
 		for _, l := range a.spec.Layers {
 			idx, err := layers.ReadIndexFile(l.Index)
@@ -252,19 +255,19 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		}
 		Trace("agent", "indexes-read")
 		return lowers, nil
-	}
+	})
 	rootfs := filepath.Join(a.spec.Dir, "rootfs")
 	writable := filepath.Join(a.spec.Dir, "diff")
 	a.writable = writable
 	// Reading the layers' indexes takes milliseconds for a large image: it
-	// goes with the mount, while init starts, unless -u names a user that
-	// must be looked up in the image first (see nestedUser).
+	// goes with the mount, while the container starts, unless -u names a
+	// user that must be looked up in the image first (see nestedUser); a
+	// union mounted from the layers' merged view reads none.
 	var lowers []fuse.Lower
 	if a.needsLookup() {
-		if lowers, err = readLowers(); err != nil {
+		if lowers, err = a.imageLowers(); err != nil {
 			return 0, err
 		}
-		a.lowers = lowers
 	}
 	if err := a.nestedUser(writable, lowers); err != nil {
 		return 125, err
@@ -311,14 +314,19 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	mounted := make(chan error, 1)
 	go func() {
 		var err error
-		if lowers == nil {
-			if lowers, err = readLowers(); err != nil {
+		switch {
+		case lowers != nil:
+		case a.spec.MergedView != "":
+			for _, l := range a.spec.Layers {
+				lowers = append(lowers, fuse.Lower{Tar: l.Tar, IndexFile: l.Index})
+			}
+		default:
+			if lowers, err = a.imageLowers(); err != nil {
 				mounted <- err
 				return
 			}
-			a.lowers = lowers
 		}
-		m, err = fuse.New(rootfs, fuse.Options{Lowers: lowers, Writable: writable, Ephemeral: a.spec.AutoRemove, MountTargets: a.etcTargets()})
+		m, err = fuse.New(rootfs, fuse.Options{Lowers: lowers, MergedView: a.spec.MergedView, Writable: writable, Ephemeral: a.spec.AutoRemove, MountTargets: a.etcTargets()})
 		if err == nil {
 			a.union = m
 			Trace("agent", "fuse-mounted")

@@ -61,7 +61,13 @@ func (a *agent) exec(conn net.Conn, es *ExecSpec) {
 	spec.PortHandoff = a.handoff != nil
 	spec.NestedUID, spec.NestedGID = -1, -1
 	if spec.Mapping == "single" || spec.KeepID {
-		u, err := lookupUser(userOf(&spec), func(p string) ([]byte, error) { return imageFile(a.writable, a.lowers, p) })
+		u, err := lookupUser(userOf(&spec), func(p string) ([]byte, error) {
+			lowers, err := a.imageLowers()
+			if err != nil {
+				return nil, err
+			}
+			return imageFile(a.writable, lowers, p)
+		})
 		if err != nil {
 			fail(fmt.Errorf("user %q: %w", spec.User, err))
 			return

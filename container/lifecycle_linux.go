@@ -29,6 +29,8 @@ import (
 type StartOptions struct {
 	// Layers are the image's layer files, bottom first.
 	Layers []fuse.LayerFiles
+	// MergedView is the file of their merged view (layers.Store.MergedView).
+	MergedView string
 	// Attach keeps a stream to the container: stdout and stderr come back
 	// through Session, stdin (with OpenStdin) goes in.
 	Attach bool
@@ -173,6 +175,7 @@ func (s *Store) Start(c *Container, o StartOptions) (*Session, error) {
 		Dir:        c.Dir,
 		Socket:     s.socketPath(c.ID),
 		Layers:     o.Layers,
+		MergedView: o.MergedView,
 		Init:       initSpecFor(&c.Record, mapping.Kind()),
 		Attach:     o.Attach,
 		AutoRemove: c.HostConfig.AutoRemove,

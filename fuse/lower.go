@@ -12,10 +12,12 @@ import (
 )
 
 // Lower is one read-only layer of a union: its tar and the index of that tar
-// (layers.Store.LayerTar and LayerEntries give both).
+// (layers.Store.LayerTar and LayerEntries give both). Where Index is nil,
+// the union reads IndexFile if it needs the index (see Options.MergedView).
 type Lower struct {
-	Tar   string
-	Index *layers.Index
+	Tar       string
+	Index     *layers.Index
+	IndexFile string
 }
 
 // OCI whiteout names.
@@ -54,18 +56,36 @@ type lowerFile struct {
 // lowerNode is one name in the merged tree of lower layers.
 type lowerNode struct {
 	file     *lowerFile
-	children map[string]*lowerNode // directories only
+	children map[string]*lowerNode // directories only (see child)
 
 	namesOnce sync.Once
 	names     []string // children's names, sorted, on first use
+
+	// A node of a loaded merged view (view.go) gets its children from the
+	// view when they are first asked for.
+	view      *mergedView
+	at        uint32 // its record in the view
+	childOnce sync.Once
 }
 
 func (n *lowerNode) isDir() bool { return n.file.mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+// child returns the child called name of a directory, or nil.
+func (n *lowerNode) child(name string) *lowerNode {
+	if n.view != nil {
+		n.childOnce.Do(func() { n.children = n.view.children(n.at) })
+	}
+	return n.children[name]
+}
 
 // sortedNames returns the names of a directory's children, sorted. They are
 // sorted on first use: most directories of a container are never listed.
 func (n *lowerNode) sortedNames() []string {
 	n.namesOnce.Do(func() {
+		if n.view != nil {
+			n.names = n.view.childNames(n.at)
+			return
+		}
 		n.names = make([]string, 0, len(n.children))
 		for name := range n.children {
 			n.names = append(n.names, name)
@@ -184,10 +204,10 @@ func (t *lowerTree) lookup(p string) *lowerNode {
 	for p != "" {
 		var c string
 		c, p, _ = strings.Cut(p, "/")
-		if n.children == nil {
+		if n.view == nil && n.children == nil {
 			return nil
 		}
-		if n = n.children[c]; n == nil {
+		if n = n.child(c); n == nil {
 			return nil
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -37,6 +38,13 @@ type Options struct {
 	// kernel each. A path that exists (a symlink too), or whose directory
 	// does not, is left alone.
 	MountTargets []string
+	// MergedView, where set, is the file of the merged view of Lowers
+	// (view.go), in a store's merged/ directory: the union loads it where
+	// it is, and where it is not (or is not of this format) builds the
+	// tree from the layers' indexes and writes it, through the store's
+	// tmp/. The layers' Index may then be nil: IndexFile is read only to
+	// build.
+	MergedView string
 	// Logger, when set, receives go-fuse's warnings; with Debug, every request.
 	Logger *log.Logger
 	Debug  bool
@@ -219,8 +227,13 @@ func openUnion(opts Options) (*union, error) {
 	if err != nil {
 		return nil, err
 	}
+	lower, err := lowerTreeOf(opts)
+	if err != nil {
+		meta.close()
+		return nil, err
+	}
 	u := &union{
-		lower:    buildLowerTree(opts.Lowers),
+		lower:    lower,
 		upper:    up,
 		direct:   layers.TakesDirectIO(up),
 		work:     work,
@@ -250,4 +263,30 @@ func (u *union) close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.meta.close()
+}
+
+// lowerTreeOf loads the merged view of opts.Lowers, or builds their tree
+// (and saves its view, see Options.MergedView).
+func lowerTreeOf(opts Options) (*lowerTree, error) {
+	if opts.MergedView != "" {
+		if t, err := readView(opts.MergedView, len(opts.Lowers)); err == nil {
+			return t, nil
+		}
+	}
+	lowers := slices.Clone(opts.Lowers)
+	for i, l := range lowers {
+		if l.Index != nil {
+			continue
+		}
+		idx, err := layers.ReadIndexFile(l.IndexFile)
+		if err != nil {
+			return nil, fmt.Errorf("read layer index %s: %w", l.IndexFile, err)
+		}
+		lowers[i].Index = idx
+	}
+	t := buildLowerTree(lowers)
+	if opts.MergedView != "" {
+		saveView(opts.MergedView, t, len(lowers))
+	}
+	return t, nil
 }

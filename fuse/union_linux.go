@@ -530,7 +530,7 @@ func (u *union) readdir(e *entry) ([]fuse.DirEntry, syscall.Errno) {
 			if flags[p]&flagWhiteout != 0 {
 				continue
 			}
-			c := entry{path: p, lower: e.lower.children[name]}
+			c := entry{path: p, lower: e.lower.child(name)}
 			list = append(list, fuse.DirEntry{Name: name, Mode: c.lower.file.mode, Ino: u.inoOf(&c)})
 		}
 	}

@@ -41,7 +41,7 @@ type tarEntry struct {
 func reg(name, body string) tarEntry { return tarEntry{name: name, body: body} }
 func dir(name string) tarEntry       { return tarEntry{name: name, typ: tar.TypeDir, mode: 0o755} }
 
-func makeTar(t *testing.T, entries []tarEntry) []byte {
+func makeTar(t testing.TB, entries []tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -9,6 +9,10 @@
 //	layers/<hex>/index          the layer's index: every tar entry's header and data offset
 //	                            (index.go; one in the gob format of before is replaced,
 //	                            by rename, in the current one when read)
+//	merged/<hex>                the merged view of a chain of layers (package fuse, view.go):
+//	                            a cache a container's start loads instead of building the
+//	                            tree of its image's layers; <hex> is the sha256 of their diff
+//	                            IDs; prune removes those of no image
 //	images/<hex>.json           an image record; <hex> is the image ID (the config digest)
 //	images/repositories.json    tags: normalized reference -> image ID
 //	tmp/                        temp files of writes in progress; prune removes leftovers

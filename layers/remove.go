@@ -182,6 +182,7 @@ func (s *Store) collect(wait bool) (int64, error) {
 	}
 	blobs := map[string]bool{}
 	layers := s.cacheLayers()
+	views := map[string]bool{}
 	for _, img := range imgs {
 		blobs[img.ID.Hex] = true
 		blobs[img.Manifest.Hex] = true
@@ -196,6 +197,7 @@ func (s *Store) collect(wait bool) (int64, error) {
 			for _, d := range cf.RootFS.DiffIDs {
 				layers[d.Hex] = true
 			}
+			views[chainName(cf.RootFS.DiffIDs)] = true
 		}
 	}
 	var freed int64
@@ -221,6 +223,12 @@ func (s *Store) collect(wait bool) (int64, error) {
 	}
 	if err := sweep(filepath.Join(s.root, "layers"), layers); err != nil {
 		return freed, err
+	}
+	// Merged views are a cache of starts: those of no image go.
+	if _, err := os.Stat(filepath.Join(s.root, mergedDir)); err == nil {
+		if err := sweep(filepath.Join(s.root, mergedDir), views); err != nil {
+			return freed, err
+		}
 	}
 	// Kept downloads stay for the next pull to continue, until a prune.
 	partials := map[string]bool{}

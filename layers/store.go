@@ -69,6 +69,24 @@ func (s *Store) LayerTar(diffID v1.Hash) string {
 // LayerIndex is the path of the layer's index.
 func (s *Store) LayerIndex(diffID v1.Hash) string { return filepath.Join(s.LayerDir(diffID), "index") }
 
+// MergedView is the file of the merged view of the layers diffIDs, bottom
+// first (package fuse writes it at a container's first start): named by
+// the sha256 of their diff IDs, one per line.
+func (s *Store) MergedView(diffIDs []v1.Hash) string {
+	return filepath.Join(s.root, mergedDir, chainName(diffIDs))
+}
+
+// mergedDir holds the merged views; prune removes those of no image.
+const mergedDir = "merged"
+
+func chainName(diffIDs []v1.Hash) string {
+	h := sha256.New()
+	for _, d := range diffIDs {
+		h.Write([]byte(d.String() + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // lock takes an flock on the named lock file; the returned func releases it.
 func (s *Store) lock(name string, how int) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(s.root, name), os.O_RDWR|os.O_CREATE, 0o600)

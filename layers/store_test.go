@@ -282,8 +282,26 @@ func TestSharedLayerSurvivesRemove(t *testing.T) {
 
 func TestPrune(t *testing.T) {
 	s := newStore(t)
-	importBytes(t, s, makeTar(t, file("a", "1")), "")
+	gone := importBytes(t, s, makeTar(t, file("a", "1")), "")
 	keep := importBytes(t, s, makeTar(t, file("b", "2")), "keep")
+	// The merged views of both images' layers (package fuse writes them).
+	view := func(id v1.Hash) string {
+		cf, _, err := s.Config(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.MergedView(cf.RootFS.DiffIDs)
+	}
+	goneView, keepView := view(gone), view(keep)
+	if goneView == keepView {
+		t.Fatal("two chains of layers have one merged view")
+	}
+	for _, p := range []string{goneView, keepView} {
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte("view"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A crashed import leaves a temp file and an unreferenced layer.
 	os.WriteFile(filepath.Join(s.Root(), "tmp", "layer-123"), []byte("partial"), 0o600)
 	if _, _, err := s.PutLayer(bytes.NewReader(makeTar(t, file("orphan", "3")))); err != nil {
@@ -305,6 +323,12 @@ func TestPrune(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(ents) != 0 {
 		t.Errorf("tmp/ holds %d entries, want 0", len(ents))
+	}
+	if _, err := os.Stat(goneView); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the merged view of the pruned image's layers: %v, want it gone", err)
+	}
+	if _, err := os.Stat(keepView); err != nil {
+		t.Errorf("the merged view of the kept image's layers: %v", err)
 	}
 	if _, err := s.Prune(true); err != nil {
 		t.Fatal(err)
