@@ -86,7 +86,7 @@ type testUnion struct {
 }
 
 // storeLayers puts the layers into a layer store and returns them as lowers.
-func storeLayers(t *testing.T, layerList ...[]tarEntry) []Lower {
+func storeLayers(t testing.TB, layerList ...[]tarEntry) []Lower {
 	t.Helper()
 	st, err := layers.Open(t.TempDir())
 	if err != nil {
@@ -126,6 +126,23 @@ func (tu *testUnion) mount() {
 		tu.t.Fatal(err)
 	}
 	tu.m = m
+}
+
+// mountWith mounts tu with o, its Lowers and Writable filled in, and
+// unmounts it at the end of the test where it is still mounted.
+func (tu *testUnion) mountWith(o Options) {
+	tu.t.Helper()
+	o.Lowers, o.Writable = tu.lowers, tu.writable
+	m, err := New(tu.mnt, o)
+	if err != nil {
+		tu.t.Fatal(err)
+	}
+	tu.m = m
+	tu.t.Cleanup(func() {
+		if tu.m != nil {
+			tu.unmount()
+		}
+	})
 }
 
 func (tu *testUnion) unmount() {
@@ -642,17 +659,7 @@ func TestMountTargets(t *testing.T) {
 		dir("etc"), reg("etc/hostname", "image"), dir("run"),
 		{name: "etc/resolv.conf", typ: tar.TypeSymlink, link: "../run/resolv.conf"},
 	})}
-	m, err := New(tu.mnt, Options{Lowers: tu.lowers, Writable: tu.writable,
-		MountTargets: []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", "nodir/x", "run/sub/y"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tu.m = m
-	t.Cleanup(func() {
-		if tu.m != nil {
-			tu.unmount()
-		}
-	})
+	tu.mountWith(Options{MountTargets: []string{"etc/hosts", "etc/hostname", "etc/resolv.conf", "nodir/x", "run/sub/y"}})
 	want := []string{"etc/", "etc/hostname=image", "etc/hosts=", "etc/resolv.conf->../run/resolv.conf", "run/"}
 	for _, when := range []string{"mounted", "remounted"} {
 		if got := tu.tree(); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -704,14 +711,7 @@ func TestFuseCloseOnExec(t *testing.T) {
 // directory made there through the mount is seen at once.
 func TestNegativeLookupCached(t *testing.T) {
 	t.Parallel()
-	var requests lockedBuffer
-	tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir(), lowers: storeLayers(t, []tarEntry{dir("etc"), reg("etc/hostname", "image")})}
-	m, err := New(tu.mnt, Options{Lowers: tu.lowers, Writable: tu.writable, Debug: true, Logger: log.New(&requests, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tu.m = m
-	t.Cleanup(tu.unmount)
+	tu, requests := mountLogged(t, []tarEntry{dir("etc"), reg("etc/hostname", "image")})
 	lookups := func(name string) int {
 		return len(regexp.MustCompile(`LOOKUP n\d+ +"`+name+`"`).FindAllString(requests.String(), -1))
 	}
@@ -746,6 +746,16 @@ func TestNegativeLookupCached(t *testing.T) {
 	}
 }
 
+// mountLogged mounts a union of one layer with go-fuse's log of every
+// request going to the returned buffer.
+func mountLogged(t *testing.T, layer []tarEntry) (*testUnion, *lockedBuffer) {
+	t.Helper()
+	requests := &lockedBuffer{}
+	tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir(), lowers: storeLayers(t, layer)}
+	tu.mountWith(Options{Debug: true, Logger: log.New(requests, "", 0)})
+	return tu, requests
+}
+
 // lockedBuffer is a bytes.Buffer for writers on several goroutines.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -770,18 +780,11 @@ func (l *lockedBuffer) String() string {
 // shows its own target.
 func TestSymlinkCached(t *testing.T) {
 	t.Parallel()
-	var requests lockedBuffer
-	tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir(), lowers: storeLayers(t, []tarEntry{
+	tu, requests := mountLogged(t, []tarEntry{
 		dir("usr"), dir("usr/lib"), dir("usr/lib2"),
 		{name: "lib", typ: tar.TypeSymlink, link: "usr/lib"},
 		{name: "other", typ: tar.TypeSymlink, link: "usr/lib2"},
-	})}
-	m, err := New(tu.mnt, Options{Lowers: tu.lowers, Writable: tu.writable, Debug: true, Logger: log.New(&requests, "", 0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tu.m = m
-	t.Cleanup(tu.unmount)
+	})
 	target := func(p string) string {
 		t.Helper()
 		s, err := os.Readlink(tu.path(p))

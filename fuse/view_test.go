@@ -172,23 +172,8 @@ func TestMergedViewMount(t *testing.T) {
 // FuzzLoadView: loadView never panics, and a tree it loads can be walked
 // whole without reading outside the view.
 func FuzzLoadView(f *testing.F) {
-	st, err := layers.Open(f.TempDir())
-	if err != nil {
-		f.Fatal(err)
-	}
 	for _, stack := range viewStacks {
-		var lowers []Lower
-		for _, l := range stack {
-			id, _, err := st.PutLayer(bytes.NewReader(makeTar(f, l)))
-			if err != nil {
-				f.Fatal(err)
-			}
-			idx, err := st.LayerEntries(id)
-			if err != nil {
-				f.Fatal(err)
-			}
-			lowers = append(lowers, Lower{Index: idx})
-		}
+		lowers := storeLayers(f, stack...)
 		f.Add(marshalView(buildLowerTree(lowers), len(lowers)), len(lowers))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, layers int) {

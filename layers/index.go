@@ -198,18 +198,12 @@ type indexDecoder struct {
 	err bool
 }
 
-func (d *indexDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b[d.at:])
-	if n <= 0 {
-		d.err, d.at = true, len(d.b)
-		return 0
-	}
-	d.at += n
-	return v
-}
+func (d *indexDecoder) uvarint() uint64 { return decodeVarint(d, binary.Uvarint) }
+func (d *indexDecoder) varint() int64   { return decodeVarint(d, binary.Varint) }
 
-func (d *indexDecoder) varint() int64 {
-	v, n := binary.Varint(d.b[d.at:])
+// decodeVarint reads one field with read (binary.Uvarint or binary.Varint).
+func decodeVarint[T uint64 | int64](d *indexDecoder, read func([]byte) (T, int)) T {
+	v, n := read(d.b[d.at:])
 	if n <= 0 {
 		d.err, d.at = true, len(d.b)
 		return 0
