@@ -10,8 +10,6 @@ import (
 	"slices"
 	"sync"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // A merged view is the lower tree of an image's layers (buildLowerTree) as
@@ -45,8 +43,7 @@ const (
 type mergedView struct {
 	b []byte
 	// s is b as a string, for names to be slices of, without a copy: b
-	// never changes (a view is replaced by rename, never written in place)
-	// and lives as long as the process.
+	// never changes once loaded.
 	s                 string
 	nodes, files, str int // where each part starts in b
 	nNodes, nFiles    uint32
@@ -299,30 +296,13 @@ func saveView(p string, t *lowerTree, layers int) {
 	}
 }
 
-// readView maps the view file p; what loadView takes of it lives as long
-// as the process, so it is never unmapped once loaded. A view is only
-// ever replaced by a rename: the mapped file does not change.
+// readView reads the view file p. It is read whole rather than mapped: a
+// store in a home directory on NFS may lose the file to a prune on another
+// host while this union lives, and a mapped page would then fault.
 func readView(p string, layers int) (*lowerTree, error) {
-	f, err := os.Open(p)
+	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() < int64(len(viewMagic)+viewHeaderSize) || fi.Size() > 1<<31 {
-		return nil, errBadView
-	}
-	b, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, err
-	}
-	t, err := loadView(b, layers)
-	if err != nil {
-		unix.Munmap(b)
-		return nil, err
-	}
-	return t, nil
+	return loadView(b, layers)
 }
