@@ -1012,3 +1012,69 @@ func TestImageMount(t *testing.T) {
 	}
 	e.fails("image", "mount", "nosuchimage", "--", "true")
 }
+
+// TestMergedView: the first container of an image writes the merged view of
+// its layers; the next starts from it without any layer index (they are
+// made unreadable here); with a single id, a -u user name is looked up in the
+// image's layers, whose indexes are then read; prune removes the view with
+// the last image of its layers.
+func TestMergedView(t *testing.T) {
+	t.Parallel()
+	e := newRoost(t)
+	img := runImage(t, e)
+	views := func() []string { // merged/ is made by the first view
+		ents, _ := os.ReadDir(filepath.Join(e.Root, "merged"))
+		var names []string
+		for _, d := range ents {
+			names = append(names, d.Name())
+		}
+		return names
+	}
+	if len(views()) != 0 {
+		t.Fatal("a merged view before any container ran")
+	}
+	e.ok("run", "--rm", img, "true")
+	if got := views(); len(got) != 1 {
+		t.Fatalf("merged/ after the first run = %q, want one view", got)
+	}
+	indexes, err := filepath.Glob(filepath.Join(e.Root, "layers", "*", "index"))
+	if err != nil || len(indexes) == 0 {
+		t.Fatalf("layer indexes: %v, %v", indexes, err)
+	}
+	saved := map[string][]byte{}
+	for _, p := range indexes {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved[p] = b
+		if err := os.WriteFile(p, []byte("not an index"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := e.ok("run", "--rm", img, "sh", "-c", "ls /bin/busybox && cat /etc/passwd | head -1"); !strings.Contains(out, "/bin/busybox") || !strings.Contains(out, "root:") {
+		t.Errorf("run from the merged view, no index: %q", out)
+	}
+	r := e.run("run", "--rm", "-u", "nobody", img, "id", "-u")
+	if os.Getenv("ROOST_TEST_SUBID") == "range" {
+		// With a range the container looks the user up itself.
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "65534" {
+			t.Errorf("-u nobody, from the merged view: %s", r)
+		}
+	} else if r.code == 0 || !strings.Contains(r.stderr, "index") {
+		t.Errorf("-u nobody with a single id, without the layers' indexes: %s; want the failure to read them", r)
+	}
+	for p, b := range saved {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := e.ok("run", "--rm", "-u", "nobody", img, "id", "-u"); strings.TrimSpace(out) != "65534" {
+		t.Errorf("-u nobody: %q", out)
+	}
+	e.ok("rmi", img)
+	e.ok("image", "prune", "-a", "-f")
+	if got := views(); len(got) != 0 {
+		t.Errorf("merged/ after the image was removed and pruned = %q, want empty", got)
+	}
+}
