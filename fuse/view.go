@@ -18,15 +18,16 @@ import (
 // image's read-only layers, computed once and cached". Building takes
 // milliseconds for an image of a few thousand files (Debian's base layer:
 // 1.5 ms to read its index and 3 ms to build, in a new process); a view is
-// read in one system call and decoded only where the container looks: a
-// directory's children when it is first looked into, a file when it is
-// first reached.
+// read whole (about 1 ms for that layer's) and decoded only where the
+// container looks: a directory's children when it is first looked into, a
+// file when it is first reached.
 //
-// Layout, little-endian: viewMagic; a header of six uint32 and two uint64
-// (see viewHeader); the nodes, viewNodeSize bytes each, the root first and
-// the children of each directory together, sorted by name; the files,
-// viewFileSize bytes each (hard links share one); then the strings that
-// nodes and files point into. A view depends only on the layers (their
+// Layout, little-endian: viewMagic; a header of six uint32 (the number of
+// layers, of nodes and of files, the size of the strings, two unused) and
+// two uint64 (the tree's maxIno and nextIno); the nodes, viewNodeSize bytes
+// each (node), the root first and the children of each directory together,
+// sorted by name; the files, viewFileSize bytes each (file; hard links share
+// one); then the strings that nodes and files point into. A view depends only on the layers (their
 // diff IDs name it, see layers.Store.MergedView) and on this format: a
 // change to buildLowerTree's rules, or to what a view records, needs a new
 // viewMagic, or views written before would still be loaded.
