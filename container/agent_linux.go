@@ -126,6 +126,9 @@ type agent struct {
 	// is under way, or the call waits for an answer forever (a request
 	// the server read but did not answer cannot be interrupted).
 	preloads sync.WaitGroup
+	// viewSave is the writing of the layers' merged view, which the exit
+	// status waits for: a start right after a foreground run finds it.
+	viewSave sync.WaitGroup
 	// cg is the container's cgroup, when one could be made.
 	cg *cgroup
 	// reaped is closed when the current init was waited for.
@@ -376,6 +379,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			// by an exec at once.
 			ln = a.listen()
 			started(a.state.Pid)
+			// A union that built its layers' tree writes their
+			// merged view now, off the start's path.
+			a.viewSave.Go(m.SaveView)
 			if ln != nil {
 				ln.watch()
 			}
@@ -429,6 +435,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		os.Remove(filepath.Join(a.spec.Dir, recordFile))
 		Trace("agent", "cleaned-up")
 		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		a.viewSave.Wait()
 		a.broadcast(StreamExit, b[:])
 		a.preloads.Wait()
 		a.remove(m)
@@ -439,6 +446,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	}
 	a.finish(code, "")
 	a.preloads.Wait()
+	a.viewSave.Wait()
 	a.unbindEtcFiles()
 	unmount(m)
 	Trace("agent", "cleaned-up")

@@ -45,6 +45,9 @@ type lowerFile struct {
 
 	ino   uint64
 	nlink uint32
+	// viewID is the file's record number plus one while marshalView
+	// writes the tree (hard links share one file).
+	viewID uint32
 	// names are the paths of a hard link's names in the merged tree, set
 	// only where there are several.
 	names []string

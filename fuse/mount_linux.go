@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,9 +42,8 @@ type Options struct {
 	// MergedView, where set, is the file of the merged view of Lowers
 	// (view.go), in a store's merged/ directory: the union loads it where
 	// it is, and where it is not (or is not of this format) builds the
-	// tree from the layers' indexes and writes it, through the store's
-	// tmp/. The layers' Index may then be nil: IndexFile is read only to
-	// build.
+	// tree from the layers' indexes, for Mount.SaveView to write. The
+	// layers' Index may then be nil: IndexFile is read only to build.
 	MergedView string
 	// Logger, when set, receives go-fuse's warnings; with Debug, every request.
 	Logger *log.Logger
@@ -58,6 +58,8 @@ type Mount struct {
 	u    *union
 	done chan struct{}
 	err  error
+
+	saveOnce sync.Once
 }
 
 // New mounts the union described by opts on mountpoint and serves it until
@@ -199,6 +201,18 @@ func (m *Mount) Detach() error {
 	return nil
 }
 
+// SaveView writes the merged view of the union's lower layers where this
+// mount built their tree (Options.MergedView), once; it takes milliseconds
+// (an fsync), so the caller picks the moment: roost's agent does it once
+// the container runs, and waits for it before it exits.
+func (m *Mount) SaveView() {
+	m.saveOnce.Do(func() {
+		if m.u.saveView != nil {
+			m.u.saveView()
+		}
+	})
+}
+
 // Wait blocks until the union is unmounted (by Unmount, or by umount from
 // elsewhere in the namespace) and returns the error of closing the metadata.
 func (m *Mount) Wait() error {
@@ -227,13 +241,14 @@ func openUnion(opts Options) (*union, error) {
 	if err != nil {
 		return nil, err
 	}
-	lower, err := lowerTreeOf(opts)
+	lower, save, err := lowerTreeOf(opts)
 	if err != nil {
 		meta.close()
 		return nil, err
 	}
 	u := &union{
 		lower:    lower,
+		saveView: save,
 		upper:    up,
 		direct:   layers.TakesDirectIO(up),
 		work:     work,
@@ -265,12 +280,12 @@ func (u *union) close() error {
 	return u.meta.close()
 }
 
-// lowerTreeOf loads the merged view of opts.Lowers, or builds their tree
-// (and saves its view, see Options.MergedView).
-func lowerTreeOf(opts Options) (*lowerTree, error) {
+// lowerTreeOf loads the merged view of opts.Lowers, or builds their tree;
+// then save, if not nil, writes its view (see Options.MergedView).
+func lowerTreeOf(opts Options) (t *lowerTree, save func(), err error) {
 	if opts.MergedView != "" {
 		if t, err := readView(opts.MergedView, len(opts.Lowers)); err == nil {
-			return t, nil
+			return t, nil, nil
 		}
 	}
 	lowers := slices.Clone(opts.Lowers)
@@ -280,13 +295,13 @@ func lowerTreeOf(opts Options) (*lowerTree, error) {
 		}
 		idx, err := layers.ReadIndexFile(l.IndexFile)
 		if err != nil {
-			return nil, fmt.Errorf("read layer index %s: %w", l.IndexFile, err)
+			return nil, nil, fmt.Errorf("read layer index %s: %w", l.IndexFile, err)
 		}
 		lowers[i].Index = idx
 	}
-	t := buildLowerTree(lowers)
+	t = buildLowerTree(lowers)
 	if opts.MergedView != "" {
-		saveView(opts.MergedView, t, len(lowers))
+		save = func() { saveView(opts.MergedView, t, len(lowers)) }
 	}
-	return t, nil
+	return t, save, nil
 }

@@ -47,6 +47,9 @@ type union struct {
 	inoMu    sync.Mutex
 	pathInos map[string]uint64 // inode numbers of paths that are (or were copied) up
 	hostInos map[uint64]uint64 // host inode number of an upper file -> its inode number
+	// saveView writes the merged view of lower, where it was built (nil
+	// where it was loaded); see Mount.SaveView.
+	saveView func()
 	nextIno  uint64
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"maps"
 	"os"
 	"path/filepath"
@@ -23,8 +24,9 @@ import (
 // file when it is first reached.
 //
 // Layout, little-endian: viewMagic; a header of six uint32 (the number of
-// layers, of nodes and of files, the size of the strings, two unused) and
-// two uint64 (the tree's maxIno and nextIno); the nodes, viewNodeSize bytes
+// layers, of nodes and of files, the size of the strings, the CRC-32C of
+// all that follows the header, one unused) and two uint64 (the tree's
+// maxIno and nextIno); the nodes, viewNodeSize bytes
 // each (node), the root first and the children of each directory together,
 // sorted by name; the files, viewFileSize bytes each (file; hard links share
 // one); then the strings that nodes and files point into. A view depends only on the layers (their
@@ -149,6 +151,9 @@ func loadView(b []byte, layers int) (*lowerTree, error) {
 	nLayers, v.nNodes, v.nFiles, strLen = u32(h), u32(h[4:]), u32(h[8:]), u32(h[12:])
 	maxIno, nextIno := u64(h[24:]), u64(h[32:])
 	v.nodes = len(viewMagic) + viewHeaderSize
+	if crc32.Checksum(b[v.nodes:], castagnoli) != u32(h[16:]) {
+		return nil, errBadView // cut short or torn by a crash (saveView does not sync)
+	}
 	v.files = v.nodes + int(v.nNodes)*viewNodeSize
 	v.str = v.files + int(v.nFiles)*viewFileSize
 	if int(nLayers) != layers || v.nNodes == 0 || v.nFiles == 0 || uint64(len(b)) != uint64(v.str)+uint64(strLen) ||
@@ -193,6 +198,7 @@ func loadView(b []byte, layers int) (*lowerTree, error) {
 // marshalView writes t, a tree buildLowerTree built from layers layers, as
 // a merged view.
 func marshalView(t *lowerTree, layers int) []byte {
+	le := binary.LittleEndian
 	var strs []byte
 	str := func(s string) (uint32, uint32) {
 		off := uint32(len(strs))
@@ -200,7 +206,7 @@ func marshalView(t *lowerTree, layers int) []byte {
 		return off, uint32(len(s))
 	}
 	lenStr := func(s string) {
-		strs = binary.LittleEndian.AppendUint32(strs, uint32(len(s)))
+		strs = le.AppendUint32(strs, uint32(len(s)))
 		strs = append(strs, s...)
 	}
 	// Nodes breadth first: a directory's children get consecutive records.
@@ -209,77 +215,86 @@ func marshalView(t *lowerTree, layers int) []byte {
 		name string
 	}
 	queue := []pending{{t.root, "."}}
-	fileIDs := map[*lowerFile]uint32{t.root.file: 0}
 	files := []*lowerFile{t.root.file}
+	t.root.file.viewID = 1
 	var nodes []byte
+	var sorted []string
 	next := uint32(1)
 	for i := 0; i < len(queue); i++ {
 		p := queue[i]
-		id, ok := fileIDs[p.n.file]
-		if !ok {
-			id = uint32(len(files))
-			fileIDs[p.n.file] = id
+		if p.n.file.viewID == 0 {
 			files = append(files, p.n.file)
+			p.n.file.viewID = uint32(len(files))
 		}
-		names := slices.Sorted(maps.Keys(p.n.children))
+		id := p.n.file.viewID - 1
+		sorted = sorted[:0]
+		for name := range p.n.children {
+			sorted = append(sorted, name)
+		}
+		slices.Sort(sorted)
 		first := next
-		if len(names) == 0 {
+		if len(sorted) == 0 {
 			first = 0
 		}
-		next += uint32(len(names))
-		for _, name := range names {
+		next += uint32(len(sorted))
+		for _, name := range sorted {
 			queue = append(queue, pending{p.n.children[name], name})
 		}
 		off, n := str(p.name)
-		for _, v := range []uint32{off, n, id, first, uint32(len(names))} {
-			nodes = binary.LittleEndian.AppendUint32(nodes, v)
-		}
+		nodes = le.AppendUint32(le.AppendUint32(le.AppendUint32(le.AppendUint32(le.AppendUint32(nodes, off), n), id), first), uint32(len(sorted)))
 	}
-	var recs []byte
+	recs := make([]byte, 0, len(files)*viewFileSize)
 	for _, f := range files {
+		f.viewID = 0
 		start := len(recs)
-		for _, v := range []uint32{f.mode, f.uid, f.gid, f.nlink} {
-			recs = binary.LittleEndian.AppendUint32(recs, v)
-		}
-		for _, v := range []uint64{uint64(f.size), uint64(f.mtime), f.rdev, f.ino, uint64(f.dataOffset), uint64(f.headerOffset)} {
-			recs = binary.LittleEndian.AppendUint64(recs, v)
-		}
+		recs = le.AppendUint32(le.AppendUint32(le.AppendUint32(le.AppendUint32(recs, f.mode), f.uid), f.gid), f.nlink)
+		recs = le.AppendUint64(le.AppendUint64(le.AppendUint64(recs, uint64(f.size)), uint64(f.mtime)), f.rdev)
+		recs = le.AppendUint64(le.AppendUint64(le.AppendUint64(recs, f.ino), uint64(f.dataOffset)), uint64(f.headerOffset))
 		var sparse uint32
 		if f.sparse {
 			sparse = 1
 		}
 		linkOff, linkLen := str(f.linkname)
 		xattrOff := uint32(len(strs))
-		keys := slices.Sorted(maps.Keys(f.xattrs))
-		for _, k := range keys {
-			lenStr(k)
-			lenStr(string(f.xattrs[k]))
+		var nx int
+		if len(f.xattrs) > 0 {
+			keys := slices.Sorted(maps.Keys(f.xattrs))
+			for _, k := range keys {
+				lenStr(k)
+				lenStr(string(f.xattrs[k]))
+			}
+			nx = len(keys)
 		}
 		namesOff := uint32(len(strs))
 		for _, name := range f.names {
 			lenStr(name)
 		}
-		for _, v := range []uint32{uint32(f.ordinal), uint32(int32(f.layer)), sparse, linkOff, linkLen, xattrOff, uint32(len(keys)), namesOff, uint32(len(f.names))} {
-			recs = binary.LittleEndian.AppendUint32(recs, v)
-		}
-		for len(recs)-start < viewFileSize {
-			recs = append(recs, 0)
-		}
+		recs = le.AppendUint32(le.AppendUint32(le.AppendUint32(recs, uint32(f.ordinal)), uint32(int32(f.layer))), sparse)
+		recs = le.AppendUint32(le.AppendUint32(le.AppendUint32(recs, linkOff), linkLen), xattrOff)
+		recs = le.AppendUint32(le.AppendUint32(le.AppendUint32(recs, uint32(nx)), namesOff), uint32(len(f.names)))
+		recs = append(recs, make([]byte, viewFileSize-(len(recs)-start))...)
 	}
-	b := []byte(viewMagic)
-	for _, v := range []uint32{uint32(layers), uint32(len(queue)), uint32(len(files)), uint32(len(strs)), 0, 0} {
-		b = binary.LittleEndian.AppendUint32(b, v)
+	b := make([]byte, 0, len(viewMagic)+viewHeaderSize+len(nodes)+len(recs)+len(strs))
+	b = append(b, viewMagic...)
+	for _, v := range [...]uint32{uint32(layers), uint32(len(queue)), uint32(len(files)), uint32(len(strs)), 0, 0} {
+		b = le.AppendUint32(b, v)
 	}
-	b = binary.LittleEndian.AppendUint64(b, t.maxIno)
-	b = binary.LittleEndian.AppendUint64(b, t.nextIno)
+	b = le.AppendUint64(le.AppendUint64(b, t.maxIno), t.nextIno)
+	body := len(b)
 	b = append(b, nodes...)
 	b = append(b, recs...)
-	return append(b, strs...)
+	b = append(b, strs...)
+	le.PutUint32(b[len(viewMagic)+16:], crc32.Checksum(b[body:], castagnoli))
+	return b
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // saveView writes the view of t to p, a file in a store's merged/, through
 // a temp file in the store's tmp/; it is only a cache: a failure leaves no
-// file, and the next start builds the tree again.
+// file, and the next start builds the tree again. It does not sync: a view
+// that a crash left cut short or torn fails its checksum, and is written
+// again.
 func saveView(p string, t *lowerTree, layers int) {
 	if os.MkdirAll(filepath.Dir(p), 0o700) != nil {
 		return
@@ -289,9 +304,6 @@ func saveView(p string, t *lowerTree, layers int) {
 		return
 	}
 	_, err = f.Write(marshalView(t, layers))
-	if err == nil {
-		err = f.Sync()
-	}
 	if f.Close() != nil || err != nil || os.Rename(f.Name(), p) != nil {
 		os.Remove(f.Name())
 	}

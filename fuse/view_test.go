@@ -5,7 +5,10 @@ package fuse
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"os"
 	"path/filepath"
@@ -102,13 +105,19 @@ func TestMergedViewSameTree(t *testing.T) {
 			if _, err := loadView(marshalView(built, len(lowers)), len(lowers)+1); err == nil {
 				t.Error("a view of another number of layers was loaded")
 			}
+			torn := marshalView(built, len(lowers))
+			torn[len(torn)-1] ^= 1
+			if _, err := loadView(torn, len(lowers)); err == nil {
+				t.Error("a view with a byte changed was loaded")
+			}
 		})
 	}
 }
 
-// TestMergedViewMount: a union given Options.MergedView writes the view at
-// its first mount (through the store's tmp/) and mounts from it the next
-// time without reading an index; one that is not a view is replaced.
+// TestMergedViewMount: a union given Options.MergedView writes the view
+// when SaveView is called after its first mount (through the store's tmp/)
+// and mounts from it the next time without reading an index; one that is
+// not a view is replaced.
 func TestMergedViewMount(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
@@ -125,7 +134,9 @@ func TestMergedViewMount(t *testing.T) {
 		lowers = append(lowers, Lower{Tar: st.LayerTar(id), IndexFile: st.LayerIndex(id)})
 	}
 	view := filepath.Join(root, "merged", "test")
-	mount := func(lowers []Lower) []string {
+	// mount mounts the union, and with fresh checks that the view is written
+	// by SaveView, not before.
+	mount := func(lowers []Lower, fresh bool) []string {
 		t.Helper()
 		tu := &testUnion{t: t, mnt: t.TempDir(), writable: t.TempDir()}
 		m, err := New(tu.mnt, Options{Lowers: lowers, Writable: tu.writable, MergedView: view})
@@ -134,9 +145,19 @@ func TestMergedViewMount(t *testing.T) {
 		}
 		tu.m = m
 		defer tu.unmount()
+		if _, err := os.Stat(view); fresh && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a view before SaveView: %v", err)
+		}
+		m.SaveView()
+		if _, err := os.Stat(view); fresh && err != nil {
+			t.Errorf("no view after SaveView: %v", err)
+		}
 		return tu.tree()
 	}
-	first := mount(lowers)
+	if _, err := os.Stat(view); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a view before the first mount: %v", err)
+	}
+	first := mount(lowers, true)
 	want := []string{"d/", "d/y=2", "e/", "e/again=a", "o/", "o/new=n"}
 	if strings.Join(first, "\n") != strings.Join(want, "\n") {
 		t.Errorf("first mount\n%s\nwant\n%s", strings.Join(first, "\n"), strings.Join(want, "\n"))
@@ -151,13 +172,13 @@ func TestMergedViewMount(t *testing.T) {
 	for i := range noIndex {
 		noIndex[i].IndexFile = filepath.Join(root, "missing-index")
 	}
-	if second := mount(noIndex); strings.Join(second, "\n") != strings.Join(want, "\n") {
+	if second := mount(noIndex, false); strings.Join(second, "\n") != strings.Join(want, "\n") {
 		t.Errorf("mounted from the view\n%s\nwant\n%s", strings.Join(second, "\n"), strings.Join(want, "\n"))
 	}
 	if err := os.WriteFile(view, []byte("roost merged view 1\nnot really"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if third := mount(lowers); strings.Join(third, "\n") != strings.Join(want, "\n") {
+	if third := mount(lowers, false); strings.Join(third, "\n") != strings.Join(want, "\n") {
 		t.Errorf("mounted over a bad view\n%s\nwant\n%s", strings.Join(third, "\n"), strings.Join(want, "\n"))
 	}
 	b, err := os.ReadFile(view)
@@ -177,6 +198,10 @@ func FuzzLoadView(f *testing.F) {
 		f.Add(marshalView(buildLowerTree(lowers), len(lowers)), len(lowers))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, layers int) {
+		// With its checksum right, so that what follows is checked too.
+		if body := len(viewMagic) + viewHeaderSize; len(b) >= body {
+			binary.LittleEndian.PutUint32(b[len(viewMagic)+16:], crc32.Checksum(b[body:], castagnoli))
+		}
 		tree, err := loadView(b, layers)
 		if err != nil {
 			return
