@@ -33,7 +33,7 @@ import (
 // diff IDs name it, see layers.Store.MergedView) and on this format: a
 // change to buildLowerTree's rules, or to what a view records, needs a new
 // viewMagic, or views written before would still be loaded.
-const viewMagic = "roost merged view 1\n"
+const viewMagic = "roost merged view 2\n"
 
 const (
 	viewHeaderSize = 6*4 + 2*8

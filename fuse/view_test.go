@@ -175,7 +175,7 @@ func TestMergedViewMount(t *testing.T) {
 	if second := mount(noIndex, false); strings.Join(second, "\n") != strings.Join(want, "\n") {
 		t.Errorf("mounted from the view\n%s\nwant\n%s", strings.Join(second, "\n"), strings.Join(want, "\n"))
 	}
-	if err := os.WriteFile(view, []byte("roost merged view 1\nnot really"), 0o600); err != nil {
+	if err := os.WriteFile(view, []byte(viewMagic+"not really"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if third := mount(lowers, false); strings.Join(third, "\n") != strings.Join(want, "\n") {
