@@ -27,7 +27,6 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/roost-containers/roost/fuse"
-	"github.com/roost-containers/roost/layers"
 	"github.com/roost-containers/roost/netns"
 	"github.com/roost-containers/roost/rootless"
 	"golang.org/x/sys/unix"
@@ -247,25 +246,14 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		// unmounting it.
 		unix.Unmount(a.spec.DetachMount, unix.MNT_DETACH)
 	}
-	a.imageLowers = sync.OnceValues(func() ([]fuse.Lower, error) {
-		var lowers []fuse.Lower
-		for _, l := range a.spec.Layers {
-			idx, err := layers.ReadIndexFile(l.Index)
-			if err != nil {
-				return nil, fmt.Errorf("read layer index %s: %w", l.Index, err)
-			}
-			lowers = append(lowers, fuse.Lower{Tar: l.Tar, Index: idx})
-		}
-		Trace("agent", "indexes-read")
-		return lowers, nil
-	})
+	a.imageLowers = sync.OnceValues(func() ([]fuse.Lower, error) { return fuse.ReadLowers(a.spec.Layers) })
 	rootfs := filepath.Join(a.spec.Dir, "rootfs")
 	writable := filepath.Join(a.spec.Dir, "diff")
 	a.writable = writable
-	// Reading the layers' indexes takes milliseconds for a large image: it
-	// goes with the mount, while the container starts, unless -u names a
-	// user that must be looked up in the image first (see nestedUser); a
-	// union mounted from the layers' merged view reads none.
+	// Reading the layers' indexes takes milliseconds for a large image: the
+	// union does it, with the mount, while the container starts, where it
+	// has no merged view of them; here only where -u names a user that
+	// must be looked up in the image first (see nestedUser).
 	var lowers []fuse.Lower
 	if a.needsLookup() {
 		if lowers, err = a.imageLowers(); err != nil {
@@ -317,16 +305,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	mounted := make(chan error, 1)
 	go func() {
 		var err error
-		switch {
-		case lowers != nil:
-		case a.spec.MergedView != "":
+		if lowers == nil {
+			// The union reads the indexes where it has no merged view.
 			for _, l := range a.spec.Layers {
 				lowers = append(lowers, fuse.Lower{Tar: l.Tar, IndexFile: l.Index})
-			}
-		default:
-			if lowers, err = a.imageLowers(); err != nil {
-				mounted <- err
-				return
 			}
 		}
 		m, err = fuse.New(rootfs, fuse.Options{Lowers: lowers, MergedView: a.spec.MergedView, Writable: writable, Ephemeral: a.spec.AutoRemove, MountTargets: a.etcTargets()})

@@ -203,8 +203,8 @@ func (m *Mount) Detach() error {
 
 // SaveView writes the merged view of the union's lower layers where this
 // mount built their tree (Options.MergedView), once; it takes milliseconds
-// (an fsync), so the caller picks the moment: roost's agent does it once
-// the container runs, and waits for it before it exits.
+// for a large image, so the caller picks the moment: roost's agent does it
+// once the container runs, and waits for it before it reports the exit.
 func (m *Mount) SaveView() {
 	m.saveOnce.Do(func() {
 		if m.u.saveView != nil {
@@ -290,18 +290,36 @@ func lowerTreeOf(opts Options) (t *lowerTree, save func(), err error) {
 	}
 	lowers := slices.Clone(opts.Lowers)
 	for i, l := range lowers {
-		if l.Index != nil {
-			continue
+		if l.Index == nil {
+			if lowers[i].Index, err = readIndex(l.IndexFile); err != nil {
+				return nil, nil, err
+			}
 		}
-		idx, err := layers.ReadIndexFile(l.IndexFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read layer index %s: %w", l.IndexFile, err)
-		}
-		lowers[i].Index = idx
 	}
 	t = buildLowerTree(lowers)
 	if opts.MergedView != "" {
 		save = func() { saveView(opts.MergedView, t, len(lowers)) }
 	}
 	return t, save, nil
+}
+
+// ReadLowers returns the layers of files with their indexes read.
+func ReadLowers(files []LayerFiles) ([]Lower, error) {
+	lowers := make([]Lower, len(files))
+	for i, f := range files {
+		idx, err := readIndex(f.Index)
+		if err != nil {
+			return nil, err
+		}
+		lowers[i] = Lower{Tar: f.Tar, Index: idx, IndexFile: f.Index}
+	}
+	return lowers, nil
+}
+
+func readIndex(p string) (*layers.Index, error) {
+	idx, err := layers.ReadIndexFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read layer index %s: %w", p, err)
+	}
+	return idx, nil
 }

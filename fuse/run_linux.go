@@ -15,7 +15,6 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"github.com/roost-containers/roost/layers"
 	"github.com/roost-containers/roost/rootless"
 )
 
@@ -138,13 +137,9 @@ func runChild(args []string) int {
 	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
 		return fail(fmt.Errorf("make mounts private: %w", err))
 	}
-	var lowers []Lower
-	for _, l := range spec.Layers {
-		idx, err := layers.ReadIndexFile(l.Index)
-		if err != nil {
-			return fail(fmt.Errorf("read layer index %s: %w", l.Index, err))
-		}
-		lowers = append(lowers, Lower{Tar: l.Tar, Index: idx})
+	lowers, err := ReadLowers(spec.Layers)
+	if err != nil {
+		return fail(err)
 	}
 	if err := os.MkdirAll(spec.Mount, 0o700); err != nil {
 		return fail(err)

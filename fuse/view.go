@@ -49,8 +49,6 @@ type mergedView struct {
 	// never changes once loaded.
 	s                 string
 	nodes, files, str int // where each part starts in b
-	nNodes, nFiles    uint32
-	layers            int
 
 	mu   sync.Mutex
 	made map[uint32]*lowerFile
@@ -145,19 +143,17 @@ func loadView(b []byte, layers int) (*lowerTree, error) {
 	}
 	h := b[len(viewMagic):]
 	u32, u64 := binary.LittleEndian.Uint32, binary.LittleEndian.Uint64
-	v := &mergedView{b: b, s: unsafe.String(unsafe.SliceData(b), len(b)), layers: layers, made: map[uint32]*lowerFile{}}
-	var strLen uint32
-	var nLayers uint32
-	nLayers, v.nNodes, v.nFiles, strLen = u32(h), u32(h[4:]), u32(h[8:]), u32(h[12:])
+	v := &mergedView{b: b, s: unsafe.String(unsafe.SliceData(b), len(b)), made: map[uint32]*lowerFile{}}
+	nLayers, nNodes, nFiles, strLen := u32(h), u32(h[4:]), u32(h[8:]), u32(h[12:])
 	maxIno, nextIno := u64(h[24:]), u64(h[32:])
 	v.nodes = len(viewMagic) + viewHeaderSize
 	if crc32.Checksum(b[v.nodes:], castagnoli) != u32(h[16:]) {
 		return nil, errBadView // cut short or torn by a crash (saveView does not sync)
 	}
-	v.files = v.nodes + int(v.nNodes)*viewNodeSize
-	v.str = v.files + int(v.nFiles)*viewFileSize
-	if int(nLayers) != layers || v.nNodes == 0 || v.nFiles == 0 || uint64(len(b)) != uint64(v.str)+uint64(strLen) ||
-		uint64(v.nNodes)*viewNodeSize > uint64(len(b)) || uint64(v.nFiles)*viewFileSize > uint64(len(b)) {
+	v.files = v.nodes + int(nNodes)*viewNodeSize
+	v.str = v.files + int(nFiles)*viewFileSize
+	if int(nLayers) != layers || nNodes == 0 || nFiles == 0 || uint64(len(b)) != uint64(v.str)+uint64(strLen) ||
+		uint64(nNodes)*viewNodeSize > uint64(len(b)) || uint64(nFiles)*viewFileSize > uint64(len(b)) {
 		return nil, errBadView
 	}
 	strOK := func(off, n uint32) bool { return uint64(off)+uint64(n) <= uint64(strLen) }
@@ -174,7 +170,7 @@ func loadView(b []byte, layers int) (*lowerTree, error) {
 		}
 		return true
 	}
-	for i := range v.nFiles {
+	for i := range nFiles {
 		r := b[v.files+int(i)*viewFileSize:]
 		if l := int32(u32(r[68:])); l < -1 || int(l) >= layers || !strOK(u32(r[76:]), u32(r[80:])) ||
 			u32(r[88:]) > strLen || !lenStrings(u32(r[84:]), 2*uint64(u32(r[88:]))) ||
@@ -182,9 +178,9 @@ func loadView(b []byte, layers int) (*lowerTree, error) {
 			return nil, errBadView
 		}
 	}
-	for i := range v.nNodes {
+	for i := range nNodes {
 		off, n, f, first, count := v.node(i)
-		if !strOK(off, n) || f >= v.nFiles || uint64(first)+uint64(count) > uint64(v.nNodes) || count > 0 && first <= i {
+		if !strOK(off, n) || f >= nFiles || uint64(first)+uint64(count) > uint64(nNodes) || count > 0 && first <= i {
 			return nil, errBadView
 		}
 	}
