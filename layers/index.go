@@ -123,10 +123,13 @@ func ReadIndexFile(p string) (*Index, error) {
 		return nil, err
 	}
 	idx, err := decodeIndex(b)
-	if err == nil && !bytes.HasPrefix(b, []byte(indexMagic)) {
+	if err != nil {
+		return nil, fmt.Errorf("%w (the index is damaged: remove the images of this layer with rmi -f and pull or import them again)", err)
+	}
+	if !bytes.HasPrefix(b, []byte(indexMagic)) {
 		rewriteIndex(p, idx)
 	}
-	return idx, err
+	return idx, nil
 }
 
 // rewriteIndex replaces the index file p, layers/<hex>/index in a store,

@@ -120,6 +120,14 @@ func TestIndexCorrupt(t *testing.T) {
 	if _, err := ReadIndex(strings.NewReader(indexMagic + "\xff\xff\xff\xff\x0f")); err == nil {
 		t.Error("an entry count larger than the file: no error")
 	}
+	// A damaged index file says what to do.
+	p := filepath.Join(t.TempDir(), "index")
+	if err := os.WriteFile(p, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadIndexFile(p); err == nil || !strings.Contains(err.Error(), "rmi -f") {
+		t.Errorf("ReadIndexFile of half an index: %v, want the damage and what to do", err)
+	}
 }
 
 // FuzzReadIndex: ReadIndex never panics, and what it reads it writes back
