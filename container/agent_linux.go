@@ -139,6 +139,9 @@ type agent struct {
 	dialerMu  sync.Mutex
 	dialer    *netns.Dialer
 	dialerPid int
+	// early is the thread that makes a direct start's namespaces while
+	// the spec is read (startEarly), until the first start takes it.
+	early *earlyThread
 }
 
 // runAgent is the agent's entry point: fd 3 is the status pipe to the CLI,
@@ -159,6 +162,7 @@ func runAgent(args []string) int {
 		}
 	}
 	Trace("agent", "start")
+	early := startEarly()
 	// The container's processes get the open-file limit at its hard value,
 	// as Podman gives it: a process the agent forks has the agent's, which
 	// the Go runtime raised (to one below), and init and exec get it too
@@ -202,7 +206,12 @@ func runAgent(args []string) int {
 		}
 		Trace("agent", "spec")
 	}
-	a := &agent{spec: spec, stopping: make(chan struct{})}
+	a := &agent{spec: spec, stopping: make(chan struct{}), early: early}
+	defer func() {
+		if e := a.takeEarly(); e != nil {
+			e.discard()
+		}
+	}()
 	if spec.Attach {
 		conn := os.NewFile(4, "attach")
 		a.attach = NewFrameWriter(conn)
@@ -718,6 +727,9 @@ func (a *agent) start(rootfs string, ready func() error) (int, error) {
 			return code, err
 		}
 		Trace("agent", "no-direct")
+	}
+	if e := a.takeEarly(); e != nil {
+		e.discard()
 	}
 	return a.startInit(init, ready)
 }

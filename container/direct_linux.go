@@ -158,14 +158,27 @@ func (a *agent) startDirect(in *InitSpec, ready func() error) (int, error) {
 	}()
 	a.reaped = make(chan struct{})
 	reaped := a.reaped
-	rootless.GoLocked(func() {
+	work := func(proc int, err error) {
 		t := &directThread{agent: a, in: in, ready: ready, netns: nsc, netUp: netUp, filters: filters, stdio: stdio}
-		pid, err := t.run()
+		var pid int
+		if err == nil {
+			pid, err = t.run(proc)
+		}
 		done <- forked{pid, t.d.listener, err}
 		if err == nil {
 			<-reaped
 		}
-	})
+	}
+	if e := a.takeEarly(); e != nil && !in.HostNetwork && a.spec.NetNS == "" {
+		e.work <- work
+	} else {
+		if e != nil {
+			e.discard()
+		}
+		rootless.GoLocked(func() {
+			work(newNamespaces(!in.HostNetwork && a.spec.NetNS == ""))
+		})
+	}
 	var r forked
 	if a.privateNetwork() {
 		select {
@@ -233,29 +246,77 @@ type directThread struct {
 	d     directExec
 }
 
-// run prepares the container on this (locked) thread and forks the command;
-// it returns the command's pid.
-func (t *directThread) run() (int, error) {
-	a, in := t.agent, t.in
-	t.d.listener = -1
+// newNamespaces gives this (locked) thread the container's namespaces, a
+// network namespace of its own where newNet is set, and returns a detached
+// proc mount for them.
+func newNamespaces(newNet bool) (int, error) {
 	flags := unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWPID | unix.CLONE_NEWCGROUP
-	if !in.HostNetwork && a.spec.NetNS == "" {
+	if newNet {
 		flags |= unix.CLONE_NEWNET
 	}
 	if err := unix.Unshare(flags); err != nil {
-		return 0, fmt.Errorf("new namespaces: %w", err)
+		return -1, fmt.Errorf("new namespaces: %w", err)
 	}
+	proc, err := detachedProc()
+	if err != nil {
+		return -1, fmt.Errorf("%w: %w", errNoDirect, err)
+	}
+	Trace("agent", "direct-namespaces")
+	return proc, nil
+}
+
+// earlyThread is a thread that made a direct start's namespaces, with a
+// network namespace of their own, while the agent read its spec: the
+// kernel takes a millisecond to make them (the network namespace most of
+// it), which would otherwise come after the spec. work gets what the thread
+// does in them, or nil where they do not fit.
+type earlyThread struct {
+	work chan func(proc int, err error)
+}
+
+// startEarly starts an earlyThread, where a direct start is possible.
+func startEarly() *earlyThread {
+	if noDirect.Load() || os.Getenv("ROOST_INIT") != "" {
+		return nil
+	}
+	e := &earlyThread{work: make(chan func(int, error), 1)}
+	rootless.GoLocked(func() {
+		proc, err := newNamespaces(true)
+		if fn := <-e.work; fn != nil {
+			fn(proc, err)
+			return
+		}
+		if err == nil {
+			unix.Close(proc)
+		}
+		// The thread ends with this goroutine (it stays locked), and
+		// its namespaces with it.
+	})
+	return e
+}
+
+// discard ends the thread unused.
+func (e *earlyThread) discard() { e.work <- nil }
+
+// takeEarly returns the agent's earlyThread, once.
+func (a *agent) takeEarly() *earlyThread {
+	e := a.early
+	a.early = nil
+	return e
+}
+
+// run prepares the container on this (locked) thread, which has its
+// namespaces (newNamespaces) and the detached proc mount proc for them, and
+// forks the command; it returns the command's pid.
+func (t *directThread) run(proc int) (int, error) {
+	a, in := t.agent, t.in
+	t.d.listener = -1
+	defer unix.Close(proc)
 	if a.spec.NetNS != "" {
 		if err := netns.JoinNetns(a.spec.NetNS); err != nil {
 			return 0, err
 		}
 	}
-	proc, err := detachedProc()
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", errNoDirect, err)
-	}
-	defer unix.Close(proc)
-	Trace("agent", "direct-namespaces")
 	if a.privateNetwork() {
 		t.netns <- fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 	}
