@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -83,17 +82,10 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 	entryTimeout, negTimeout := lowerTimeout, lowerTimeout
 	fsOpts := &fs.Options{
 		MountOptions: fuse.MountOptions{
-			DirectMountStrict: true,
-			// Not nosuid (go-fuse's default): setuid programs and file
-			// capabilities of an image work, for the ids of the namespace
-			// only, as the kernel limits them on a mount made in it.
-			DirectMountFlags: syscall.MS_NODEV,
-			AllowOther:       true,
-			FsName:           "roost",
-			Name:             "roost",
-			Options:          []string{"default_permissions"},
-			MaxWrite:         maxWrite,
-			MaxReadAhead:     1 << 20,
+			FsName:       "roost",
+			Name:         "roost",
+			MaxWrite:     maxWrite,
+			MaxReadAhead: 1 << 20,
 			// A symlink's target never changes: a new one is a new
 			// inode (inoOf), so the kernel may keep what it read. An
 			// image with merged /usr goes through /lib and /bin, which
@@ -112,21 +104,8 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 		quiet := log.New(discard{}, "", 0)
 		fsOpts.Logger, fsOpts.MountOptions.Logger = quiet, quiet
 	}
-	// go-fuse opens /dev/fuse without O_CLOEXEC. Every process started from
-	// here would inherit it, and while any process holds it the kernel keeps
-	// the connection alive after this one dies: its processes then wait for
-	// answers forever, in D state. Hold off forks (syscall.ForkLock) until
-	// the descriptor is close-on-exec.
-	syscall.ForkLock.RLock()
-	srv, err := fs.Mount(mountpoint, root, fsOpts)
-	if err == nil {
-		err = closeFuseOnExec()
-	}
-	syscall.ForkLock.RUnlock()
+	srv, err := serve(mountpoint, root, fsOpts)
 	if err != nil {
-		if srv != nil {
-			srv.Unmount()
-		}
 		u.close()
 		return nil, fmt.Errorf("mount union filesystem on %s: %w", mountpoint, hintMount(err))
 	}
@@ -139,27 +118,63 @@ func New(mountpoint string, opts Options) (*Mount, error) {
 	return m, nil
 }
 
-// closeFuseOnExec sets FD_CLOEXEC on every descriptor of this process open
-// on /dev/fuse.
-func closeFuseOnExec() error {
-	ents, err := os.ReadDir("/proc/self/fd")
+// serve mounts the union served by root on mountpoint and serves it.
+//
+// The mount is made here, not by go-fuse, for two reasons. go-fuse opens
+// /dev/fuse without O_CLOEXEC: every process started from here would
+// inherit the descriptor, and while any process holds it the kernel keeps
+// the connection alive after this one dies (its processes then wait for
+// answers forever, in D state); go-fuse's own mount left it to a scan of
+// /proc/self/fd, with forks held off meanwhile. go-fuse is given the
+// descriptor as the mountpoint /dev/fd/N.
+func serve(mountpoint string, root fs.InodeEmbedder, o *fs.Options) (*fuse.Server, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(mountpoint, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: mountpoint, Err: err}
+	}
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, &os.PathError{Op: "open", Path: "/dev/fuse", Err: err}
 	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || target != "/dev/fuse" {
-			continue
-		}
-		// EBADF: another mount of this process closed it since the listing.
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && err != unix.EBADF {
-			return os.NewSyscallError("fcntl /dev/fuse", err)
-		}
+	// Not nosuid (go-fuse's default): setuid programs and file
+	// capabilities of an image work, for the ids of the namespace only, as
+	// the kernel limits them on a mount made in it. default_permissions:
+	// the kernel checks modes (NullPermissions); allow_other: the
+	// container's users are not the mounter.
+	data := fmt.Sprintf("fd=%d,rootmode=%o,user_id=%d,group_id=%d,max_read=%d,default_permissions,allow_other",
+		fd, st.Mode&unix.S_IFMT, os.Geteuid(), os.Getegid(), o.MaxWrite)
+	if err := unix.Mount(o.FsName, mountpoint, "fuse."+o.Name, unix.MS_NODEV, data); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("mount", err)
 	}
-	return nil
+	srv, err := fuse.NewServer(fs.NewNodeFS(root, o), "/dev/fd/"+strconv.Itoa(fd), &o.MountOptions)
+	if err != nil {
+		// The descriptor is left open: go-fuse may have closed it, and
+		// the number may be another's by now. The agent exits soon.
+		unix.Unmount(mountpoint, unix.MNT_DETACH)
+		return nil, err
+	}
+	go srv.Serve()
+	pollOnce(mountpoint)
+	return srv, nil
+}
+
+// pollOnce makes the kernel ask the union once whether a file can be polled,
+// on go-fuse's poll-hack file, which go-fuse answers "not implemented": the
+// kernel then asks no more. It must be done before this process opens a
+// file on the union: the Go runtime adds each file it opens to its epoll
+// set, epoll asks the filesystem with its lock held, and the runtime's own
+// epoll_wait then waits for that lock while the answer waits for the
+// runtime (seen as a hang of the fuse tests when this ran beside them).
+// go-fuse's mount does the same (its poll hack), except for a mount it is
+// given as /dev/fd/N.
+func pollOnce(mountpoint string) {
+	fd, err := unix.Open(filepath.Join(mountpoint, ".go-fuse-epoll-hack"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
+	unix.Close(fd)
 }
 
 type discard struct{}
@@ -178,7 +193,7 @@ func hintMount(err error) error {
 func (m *Mount) Unmount() error {
 	var err error
 	for i := 0; i < 20; i++ {
-		if err = m.srv.Unmount(); err == nil {
+		if err = unix.Unmount(m.dir, 0); err == nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond) // busy: a process is still leaving
