@@ -311,15 +311,22 @@ func (a *agent) takeEarly() *earlyThread {
 func (t *directThread) run(proc int) (int, error) {
 	a, in := t.agent, t.in
 	t.d.listener = -1
-	defer unix.Close(proc)
 	if a.spec.NetNS != "" {
 		if err := netns.JoinNetns(a.spec.NetNS); err != nil {
+			unix.Close(proc)
 			return 0, err
 		}
 	}
 	if a.privateNetwork() {
 		t.netns <- fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 	}
+	// /proc, /sys and /dev are made here, while the union mounts, and
+	// prepareRoot attaches them.
+	trees, err := makeSystemTrees(in, proc)
+	if err != nil {
+		return 0, err
+	}
+	defer trees.close()
 	if t.ready != nil {
 		if err := t.ready(); err != nil {
 			return 0, err
@@ -341,7 +348,7 @@ func (t *directThread) run(proc int) (int, error) {
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return 0, fmt.Errorf("new mount namespace: %w", err)
 	}
-	if err := prepareRoot(in, proc); err != nil {
+	if err := prepareRoot(in, -1, trees); err != nil {
 		return 0, err
 	}
 	if in.Tty {

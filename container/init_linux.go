@@ -87,7 +87,7 @@ func initContainer() error {
 		return fmt.Errorf("new mount namespace: %w", err)
 	}
 	root := spec.Rootfs
-	if err := prepareRoot(&spec, -1); err != nil {
+	if err := prepareRoot(&spec, -1, nil); err != nil {
 		return err
 	}
 	Trace("init", "etc-mounted")
@@ -133,10 +133,11 @@ func initContainer() error {
 }
 
 // prepareRoot mounts what the container sees under spec.Rootfs, in this
-// thread's own mount namespace: the root's own bind, /proc (from the mount
-// proc where it is one, see startDirect), /sys, /dev, the volumes, devices
-// and /etc files; then it sets the hostname and brings up lo.
-func prepareRoot(spec *InitSpec, proc int) error {
+// thread's own mount namespace: the root's own bind, /proc, /sys and /dev
+// (trees where they were made, else with mountSystem, from the mount proc
+// where it is one, see startDirect), the volumes, devices and /etc files;
+// then it sets the hostname and brings up lo.
+func prepareRoot(spec *InitSpec, proc int, trees *systemTrees) error {
 	// In a nested user namespace the kernel already made the inherited
 	// mounts slaves, and refuses to change them.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil && spec.NestedUID < 0 {
@@ -148,7 +149,11 @@ func prepareRoot(spec *InitSpec, proc int) error {
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind the root: %w", err)
 	}
-	if err := mountSystem(root, spec, proc); err != nil {
+	if trees != nil {
+		if err := trees.attach(root); err != nil {
+			return err
+		}
+	} else if err := mountSystem(root, spec, proc); err != nil {
 		return err
 	}
 	for _, m := range spec.Mounts {
@@ -352,21 +357,17 @@ func mountSystem(root string, spec *InitSpec, proc int) error {
 	if err := mnt("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
 	}
-	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+	for _, n := range devNodes {
 		if err := bindFile("/dev/"+n, filepath.Join(dev, n), false); err != nil {
 			return fmt.Errorf("add /dev/%s: %w", n, err)
 		}
 	}
-	for link, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"} {
+	for link, target := range devLinks {
 		if err := os.Symlink(target, filepath.Join(dev, link)); err != nil {
 			return fmt.Errorf("create /dev/%s: %w", link, err)
 		}
 	}
-	ptsOpts := "newinstance,ptmxmode=0666,mode=0620"
-	if spec.Mapping != "single" && spec.NestedUID < 0 {
-		ptsOpts += ",gid=5"
-	}
-	if err := mnt("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsOpts); err != nil {
+	if err := mnt("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, strings.Join(ptsOptions(spec), ",")); err != nil {
 		return err
 	}
 	if err := mnt("shm", filepath.Join(dev, "shm"), "tmpfs", nsd, "mode=1777,size=65536k"); err != nil {
@@ -377,6 +378,23 @@ func mountSystem(root string, spec *InitSpec, proc int) error {
 		os.Remove(filepath.Join(dev, "mqueue"))
 	}
 	return nil
+}
+
+// The nodes of the host's /dev that a container's has, and its symlinks.
+var (
+	devNodes = []string{"null", "zero", "full", "random", "urandom", "tty"}
+	devLinks = map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+		"stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
+)
+
+// ptsOptions are the options of the container's devpts: terminals of the
+// group tty (5) where the namespace has it.
+func ptsOptions(spec *InitSpec) []string {
+	opts := []string{"newinstance", "ptmxmode=0666", "mode=0620"}
+	if spec.Mapping != "single" && spec.NestedUID < 0 {
+		opts = append(opts, "gid=5")
+	}
+	return opts
 }
 
 // Docker's masked and read-only paths.
