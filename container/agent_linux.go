@@ -247,9 +247,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	if err := lock.Truncate(0); err != nil {
 		return 0, err
 	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return 0, fmt.Errorf("make mounts private: %w", err)
-	}
 	if a.spec.DetachMount != "" {
 		// Holding the other container's union would keep its agent from
 		// unmounting it.
@@ -272,44 +269,9 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	if err := a.nestedUser(writable, lowers); err != nil {
 		return 125, err
 	}
-	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
-	if err != nil {
-		return 0, err
-	}
-	// A cgroup of its own where one is delegated: limits, and the freezer.
-	if parent := cgroupParent(); parent != "" {
-		cg, err := newCgroup(parent, filepath.Base(a.spec.Dir), a.spec.Resources)
-		if err != nil && !a.spec.Resources.Empty() {
-			a.log.close()
-			a.finish(125, err.Error())
-			return 125, err
-		}
-		if err == nil {
-			a.cg = cg
-			defer cg.remove()
-		}
-	} else if !a.spec.Resources.Empty() {
-		err := errors.New("--memory, --cpus and --pids-limit need cgroup v2 with a cgroup delegated to you (systemd user session, or ROOST_CGROUP naming one): see roost info")
-		a.log.close()
-		a.finish(125, err.Error())
-		return 125, err
-	}
-	var proxy *netns.PortProxy
-	if len(a.spec.Ports) > 0 {
-		if proxy, err = netns.Listen(a.spec.Ports); err != nil {
-			a.log.close()
-			a.finish(125, err.Error())
-			return 125, err
-		}
-		defer proxy.Close()
-		a.ports = proxy.Bound
-		if a.privateNetwork() && !a.spec.ProxyPorts && a.spec.NetNS == "" && publishesTCP(proxy.Bound) {
-			a.handoff = proxy
-		}
-	}
-	// The union mounts while init starts (a Go process takes milliseconds
-	// to reach its first line): init gets its mount namespace once the
-	// spec comes, after the mount.
+	// The union mounts while the container's namespaces and the rest of
+	// this start are made: it is what the start waits for longest. (init
+	// gets its mount namespace once the spec comes, after the mount.)
 	var m *fuse.Mount
 	mounted := make(chan error, 1)
 	go func() {
@@ -329,6 +291,49 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		mounted <- err
 	}()
 	waitMount := sync.OnceValue(func() error { return <-mounted })
+	// A failure before the start leaves no mount behind.
+	fail := func(code int, err error) (int, error) {
+		if waitMount() == nil {
+			unmount(m)
+		}
+		a.log.close()
+		a.finish(code, err.Error())
+		return code, err
+	}
+	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
+	if err != nil {
+		if waitMount() == nil {
+			unmount(m)
+		}
+		return 0, err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fail(125, fmt.Errorf("make mounts private: %w", err))
+	}
+	// A cgroup of its own where one is delegated: limits, and the freezer.
+	if parent := cgroupParent(); parent != "" {
+		cg, err := newCgroup(parent, filepath.Base(a.spec.Dir), a.spec.Resources)
+		if err != nil && !a.spec.Resources.Empty() {
+			return fail(125, err)
+		}
+		if err == nil {
+			a.cg = cg
+			defer cg.remove()
+		}
+	} else if !a.spec.Resources.Empty() {
+		return fail(125, errors.New("--memory, --cpus and --pids-limit need cgroup v2 with a cgroup delegated to you (systemd user session, or ROOST_CGROUP naming one): see roost info"))
+	}
+	var proxy *netns.PortProxy
+	if len(a.spec.Ports) > 0 {
+		if proxy, err = netns.Listen(a.spec.Ports); err != nil {
+			return fail(125, err)
+		}
+		defer proxy.Close()
+		a.ports = proxy.Bound
+		if a.privateNetwork() && !a.spec.ProxyPorts && a.spec.NetNS == "" && publishesTCP(proxy.Bound) {
+			a.handoff = proxy
+		}
+	}
 	var ln *controlSocket
 	var code int
 	backoff := 100 * time.Millisecond
