@@ -418,24 +418,29 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			break
 		}
 	}
-	a.log.close()
-	if ln != nil {
-		ln.Close()
-	}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(code))
 	if a.spec.AutoRemove {
 		// A container that goes needs no final state. Without its record
 		// it is gone for every command (see Store.records) and its name is
-		// free: the CLI may return at once, and the rest goes after.
+		// free: the CLI may return at once, and the rest (its log, its
+		// control socket, its files) goes after.
 		os.Remove(filepath.Join(a.spec.Dir, recordFile))
 		Trace("agent", "cleaned-up")
 		unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 		a.viewSave.Wait()
 		a.broadcast(StreamExit, b[:])
+		a.log.close()
+		if ln != nil {
+			ln.Close()
+		}
 		a.preloads.Wait()
 		a.remove(m)
 		return code, nil
+	}
+	a.log.close()
+	if ln != nil {
+		ln.Close()
 	}
 	if ln != nil {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
