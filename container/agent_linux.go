@@ -274,7 +274,10 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	// gets its mount namespace once the spec comes, after the mount.)
 	var m *fuse.Mount
 	mounted := make(chan error, 1)
+	var lockInfo sync.WaitGroup // see writeLockInfo
+	lockInfo.Add(1)
 	go func() {
+		defer lockInfo.Done()
 		var err error
 		if lowers == nil {
 			// The union reads the indexes where it has no merged view.
@@ -286,9 +289,13 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		if err == nil {
 			a.union = m
 			Trace("agent", "fuse-mounted")
-			writeLockInfo(lock, rootfs)
 		}
 		mounted <- err
+		if err == nil {
+			// While the start goes on (it stats the union), and before
+			// the start is reported.
+			writeLockInfo(lock, rootfs)
+		}
 	}()
 	waitMount := sync.OnceValue(func() error { return <-mounted })
 	// A failure before the start leaves no mount behind.
@@ -374,6 +381,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 			// Listen first: a `run -d` that returned can be followed
 			// by an exec at once.
 			ln = a.listen()
+			lockInfo.Wait()
 			started(a.state.Pid)
 			// A union that built its layers' tree writes their
 			// merged view now, off the start's path.
