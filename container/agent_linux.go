@@ -128,8 +128,10 @@ type agent struct {
 	// viewSave is the writing of the layers' merged view, which the exit
 	// status waits for: a start right after a foreground run finds it.
 	viewSave sync.WaitGroup
-	// cg is the container's cgroup, when one could be made.
-	cg *cgroup
+	// cg is the container's cgroup, when one could be made under
+	// cgParent (cgroupParent, "" for none).
+	cg       *cgroup
+	cgParent string
 	// reaped is closed when the current init was waited for.
 	reaped chan struct{}
 	// nat is the private network of the current run, if it has one.
@@ -162,7 +164,13 @@ func runAgent(args []string) int {
 		}
 	}
 	Trace("agent", "start")
-	early := startEarly()
+	// A container with a cgroup of its own starts through init: no early
+	// namespaces for it.
+	cgParent := cgroupParent()
+	var early *earlyThread
+	if cgParent == "" {
+		early = startEarly()
+	}
 	// The container's processes get the open-file limit at its hard value,
 	// as Podman gives it: a process the agent forks has the agent's, which
 	// the Go runtime raised (to one below), and init and exec get it too
@@ -206,7 +214,7 @@ func runAgent(args []string) int {
 		}
 		Trace("agent", "spec")
 	}
-	a := &agent{spec: spec, stopping: make(chan struct{}), early: early}
+	a := &agent{spec: spec, stopping: make(chan struct{}), early: early, cgParent: cgParent}
 	defer func() {
 		if e := a.takeEarly(); e != nil {
 			e.discard()
@@ -318,7 +326,7 @@ func (a *agent) run(started func(pid int)) (int, error) {
 		return fail(125, fmt.Errorf("make mounts private: %w", err))
 	}
 	// A cgroup of its own where one is delegated: limits, and the freezer.
-	if parent := cgroupParent(); parent != "" {
+	if parent := a.cgParent; parent != "" {
 		cg, err := newCgroup(parent, filepath.Base(a.spec.Dir), a.spec.Resources)
 		if err != nil && !a.spec.Resources.Empty() {
 			return fail(125, err)
