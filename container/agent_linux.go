@@ -142,7 +142,7 @@ type agent struct {
 	dialer    *netns.Dialer
 	dialerPid int
 	// early is the thread that makes a direct start's namespaces while
-	// the spec is read (startEarly), until the first start takes it.
+	// the spec is read (earlyNamespaces), until the first start takes it.
 	early *earlyThread
 }
 
@@ -169,7 +169,7 @@ func runAgent(args []string) int {
 	cgParent := cgroupParent()
 	var early *earlyThread
 	if cgParent == "" {
-		early = startEarly()
+		early = earlyNamespaces()
 	}
 	// The container's processes get the open-file limit at its hard value,
 	// as Podman gives it: a process the agent forks has the agent's, which
@@ -307,19 +307,20 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	}()
 	waitMount := sync.OnceValue(func() error { return <-mounted })
 	// A failure before the start leaves no mount behind.
-	fail := func(code int, err error) (int, error) {
+	dropMount := func() {
 		if waitMount() == nil {
 			unmount(m)
 		}
+	}
+	fail := func(code int, err error) (int, error) {
+		dropMount()
 		a.log.close()
 		a.finish(code, err.Error())
 		return code, err
 	}
 	a.log, err = openLog(filepath.Join(a.spec.Dir, "ctr.log"))
 	if err != nil {
-		if waitMount() == nil {
-			unmount(m)
-		}
+		dropMount()
 		return 0, err
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -457,8 +458,6 @@ func (a *agent) run(started func(pid int)) (int, error) {
 	a.log.close()
 	if ln != nil {
 		ln.Close()
-	}
-	if ln != nil {
 		os.RemoveAll(filepath.Dir(a.spec.Socket))
 	}
 	a.finish(code, "")

@@ -274,8 +274,8 @@ type earlyThread struct {
 	work chan func(proc int, err error)
 }
 
-// startEarly starts an earlyThread, where a direct start is possible.
-func startEarly() *earlyThread {
+// earlyNamespaces starts an earlyThread, where a direct start is possible.
+func earlyNamespaces() *earlyThread {
 	if noDirect.Load() || os.Getenv("ROOST_INIT") != "" {
 		return nil
 	}
