@@ -35,10 +35,12 @@
 // Start-up overlaps these steps, each a Go process that takes milliseconds
 // to reach its first line: `run` starts the agent before it makes the
 // container (Store.Prespawn; the agent then reads its spec on stdin); the
-// agent's thread unshares the other namespaces while the union mounts (or
-// init starts then, and unshares its mount namespace only when its spec
-// arrives, after the mount, so that it sees the union), and the private
-// network is set up while the root is.
+// agent's thread unshares the other namespaces while the agent reads that
+// spec (earlyNamespaces), and makes /proc, /sys and /dev as detached mounts
+// while the union mounts (systree_linux.go), to attach them once it is
+// there (or init starts then, and unshares its mount namespace only when
+// its spec arrives, after the mount, so that it sees the union); the
+// private network is set up while the root is.
 //
 // What must hold:
 //   - The agent holds agent.lock from before it reports the container started
